@@ -1,0 +1,47 @@
+# facelm: `make setup`, `make teacher`, `make test`. DATA points at the data root (see README).
+DATA ?= ../shared/data
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FACELM := $(VENV)/bin/facelm
+RUNS ?= runs
+TEACHER_ARGS ?=
+ABLATION_EPOCHS ?= 8
+
+.PHONY: setup teacher eval plot-losses ablation test all help
+
+help:
+	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
+	@echo "make teacher DATA=...          train the teacher (released weights are used when DATA is absent)"
+	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
+	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
+	@echo "make plot-losses               the loss-shape figure (docs/losses.png)"
+	@echo "make test                      the test suite"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+all: teacher
+
+teacher: setup
+	$(FACELM) teacher --data "$(DATA)" --out $(RUNS)/teacher $(TEACHER_ARGS)
+
+eval: setup
+	$(FACELM) eval --model "$(MODEL)" --data "$(EVAL_DATA)" --report "$(REPORT)"
+
+ablation: setup
+	for loss in l1 wing smooth_l1; do \
+	  $(FACELM) train-teacher --data "$(DATA)" --epochs $(ABLATION_EPOCHS) --eval-every $(ABLATION_EPOCHS) \
+	    --loss $$loss --out $(RUNS)/ablation --name ablation-$$loss || exit 1; \
+	done
+	$(FACELM) ablation-report --runs $(RUNS)/ablation --out $(RUNS)/ablation
+
+plot-losses: setup
+	$(FACELM) plot-losses --out docs/losses.png
+
+test: setup
+	DATA="$(DATA)" $(PY) -m pytest -q

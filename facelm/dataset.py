@@ -1,0 +1,177 @@
+"""Annotation sources, in-memory decoding, fingerprints and the torch Dataset of augmented crops."""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from facelm.annotations import Sample, load_annotations
+from facelm.augment import GeometryConfig, apply_geometry, photometric_pipeline, random_crop_matrix
+from facelm.errors import UserError
+from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points, warp_image
+from facelm.preprocess import normalise_crop
+from facelm.schemes import Scheme, get_scheme
+
+
+@dataclass
+class Source:
+    """One annotation source: it trains (and is evaluated on) the head of the same name."""
+
+    name: str
+    scheme: Scheme
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> "Source":
+        """`name:scheme:path`, e.g. `300w:68:/data/300w/trainset`."""
+        parts = text.split(":", 2)
+        if len(parts) != 3:
+            raise UserError(f"source {text!r}: expected NAME:SCHEME:PATH, e.g. 300w:68:$DATA/300w/trainset")
+        return cls(parts[0], get_scheme(parts[1]), Path(parts[2]))
+
+    def spec(self) -> str:
+        return f"{self.name}:{self.scheme.name}:{self.path}"
+
+
+def default_teacher_sources(data_root: Path) -> list[Source]:
+    """The two real 68-point sources as separate heads: hand-made 300-W and machine-made ytf68 labels."""
+    return [
+        Source("300w", get_scheme("68"), data_root / "300w" / "trainset"),
+        Source("ytf68", get_scheme("68"), data_root / "ytf68" / "train"),
+    ]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: cannot read image (missing, truncated or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_all(paths: list[Path], threads: int = 4) -> list[np.ndarray]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(read_rgb, paths))
+
+
+def in_frame_weights(points: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """1 for points inside the image, 0 for points a labeller put outside it (they cannot be checked)."""
+    h, w = image.shape[:2]
+    inside = (points[:, 0] >= -0.5) & (points[:, 0] <= w - 0.5) & (points[:, 1] >= -0.5) & (points[:, 1] <= h - 0.5)
+    return inside.astype(np.float32)
+
+
+def fingerprint_samples(samples: list[Sample], root: Path) -> str:
+    digest = hashlib.sha256()
+    for sample in samples:
+        rel = sample.image.relative_to(root) if sample.image.is_relative_to(root) else sample.image
+        digest.update(str(rel).encode())
+        digest.update(str(sample.image.stat().st_size).encode())
+        digest.update(np.ascontiguousarray(sample.points, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadedSource:
+    source: Source
+    samples: list[Sample]
+    images: list[np.ndarray]
+    weights: list[np.ndarray]
+
+    def fingerprint(self) -> dict:
+        return {
+            "spec": self.source.spec(),
+            "n_images": len(self.samples),
+            "n_points_masked_out_of_frame": int(sum((w == 0).sum() for w in self.weights)),
+            "sha256": fingerprint_samples(self.samples, self.source.path),
+        }
+
+
+def load_source(source: Source) -> LoadedSource:
+    samples = load_annotations(source.path, source.scheme)
+    images = decode_all([s.image for s in samples])
+    weights = [in_frame_weights(s.points, img) for s, img in zip(samples, images)]
+    return LoadedSource(source, samples, images, weights)
+
+
+def data_fingerprint(loaded: list[LoadedSource]) -> dict:
+    parts = {item.source.name: item.fingerprint() for item in loaded}
+    overall = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return {"sources": parts, "sha256": overall}
+
+
+class LandmarkCrops(Dataset):
+    """Square crops around the landmarks, augmented in training; every source feeds the head of its index.
+
+    Items carry `image` (3, S, S), `target` (K_max, 2) crop-normalised, `weight` (K_max,) and `head` (int).
+    Heads with fewer points than K_max are padded with zero weight, so one batch may mix schemes.
+    """
+
+    def __init__(
+        self,
+        sources: list[LoadedSource],
+        size: int,
+        train: bool,
+        geometry: GeometryConfig | None = None,
+        photometric_strength: float = 1.0,
+    ):
+        self.size = size
+        self.train = train
+        self.geometry = geometry or GeometryConfig()
+        self.photometric = photometric_pipeline(photometric_strength) if train else None
+        self.k_max = max(item.source.scheme.n_points for item in sources)
+        self.flip_perms = [item.source.scheme.flip_perm for item in sources]
+        self.entries = [
+            (image, sample.points, weight, head)
+            for head, item in enumerate(sources)
+            for sample, image, weight in zip(item.samples, item.images, item.weights)
+        ]
+        self._rng = np.random.default_rng()
+
+    def reseed(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        if self.photometric is not None:
+            self.photometric.set_random_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Uint8 RGB crop, crop-pixel points, weights and head for one entry (augmented when training)."""
+        image, points, weight, head = self.entries[index]
+        if self.train:
+            matrix, flip = random_crop_matrix(points, self.size, self.geometry, self._rng)
+            crop, moved = apply_geometry(image, points, matrix, flip, self.flip_perms[head], self.size)
+            if flip:
+                weight = weight[list(self.flip_perms[head])]
+            crop = self.photometric(image=crop)["image"]
+        else:
+            matrix = eval_crop_matrix(points, self.size)
+            crop = warp_image(image, matrix, self.size)
+            moved = transform_points(points, matrix)
+        return crop, moved, weight, head
+
+    def __getitem__(self, index: int) -> dict:
+        crop, points, weight, head = self.crop(index)
+        target = np.zeros((self.k_max, 2), np.float32)
+        mask = np.zeros(self.k_max, np.float32)
+        target[: len(points)] = crop_to_normalised(points, self.size)
+        mask[: len(points)] = weight
+        return {
+            "image": torch.from_numpy(normalise_crop(crop)),
+            "target": torch.from_numpy(target),
+            "weight": torch.from_numpy(mask),
+            "head": head,
+        }
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: distinct, reproducible augmentation streams per worker and epoch."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.reseed(torch.initial_seed() % 2**32)

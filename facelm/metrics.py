@@ -1,0 +1,44 @@
+"""Landmark accuracy: inter-ocular NME per image, FR@0.10, AUC@0.10 (CED area), per-region NME."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from facelm.schemes import Scheme
+
+CED_LIMIT = 0.10
+
+
+def point_errors(pred: np.ndarray, gt: np.ndarray, scheme: Scheme) -> np.ndarray:
+    """(N, K) point errors divided by each image's outer-eye-corner distance."""
+    a, b = scheme.eye_corners
+    iod = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    return np.linalg.norm(pred - gt, axis=-1) / iod[:, None]
+
+
+def ced_curve(nme: np.ndarray, limit: float = CED_LIMIT, steps: int = 1001) -> tuple[np.ndarray, np.ndarray]:
+    thresholds = np.linspace(0.0, limit, steps)
+    return thresholds, (nme[None, :] <= thresholds[:, None]).mean(axis=1)
+
+
+def auc_at(nme: np.ndarray, limit: float = CED_LIMIT) -> float:
+    thresholds, ced = ced_curve(nme, limit)
+    return float(np.trapezoid(ced, thresholds) / limit)
+
+
+def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence: np.ndarray | None = None) -> dict:
+    """The JSON report: n, nme/fr10 in percent, auc10 in [0, 1], per-region NME, per-image NME."""
+    errors = point_errors(pred, gt, scheme)
+    nme = errors.mean(axis=1)
+    report = {
+        "n": int(len(nme)),
+        "scheme": scheme.name,
+        "nme": float(nme.mean() * 100),
+        "fr10": float((nme > CED_LIMIT).mean() * 100),
+        "auc10": auc_at(nme),
+        "regions": {name: float(errors[:, list(idx)].mean() * 100) for name, idx in scheme.regions.items()},
+        "per_image_nme": [float(v * 100) for v in nme],
+    }
+    if confidence is not None:
+        report["spearman_conf_error"] = float(spearmanr(confidence.ravel(), errors.ravel()).statistic)
+    return report

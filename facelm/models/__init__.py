@@ -1,0 +1,6 @@
+"""Model families; importing this package registers them all."""
+from facelm.models import resnet  # noqa: F401  (registers the family)
+from facelm.models._registry import create_model, list_models, register_model
+from facelm.models.heads import LandmarkHead, LandmarkNet, SingleHead
+
+__all__ = ["create_model", "list_models", "register_model", "LandmarkHead", "LandmarkNet", "SingleHead"]
