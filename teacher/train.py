@@ -127,7 +127,7 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, 
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        losses.append(float(loss))
+        losses.append(loss.item())
         seen += len(batch["head"])
         progress.update(task, advance=1, description=f"loss {np.mean(losses[-20:]):.3f}")
     elapsed = time.time() - start
