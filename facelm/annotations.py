@@ -48,7 +48,10 @@ def read_pts(path: Path) -> np.ndarray:
         if line.startswith("version"):
             continue
         if line.startswith("n_points"):
-            declared = int(line.split(":")[1])
+            try:
+                declared = int(line.split(":")[1])
+            except (ValueError, IndexError):
+                raise UserError(f"{path}:{line_no}: bad header {raw!r}; expected 'n_points: N'") from None
             continue
         parts = line.split()
         try:
@@ -104,6 +107,8 @@ def load_csv(path: Path, scheme: Scheme) -> list[Sample]:
         image_col = header.index("image")
         samples = []
         for line_no, row in enumerate(reader, start=2):
+            if not row:
+                continue
             if len(row) != len(header):
                 raise UserError(f"{path}:{line_no}: {len(row)} fields, header has {len(header)}")
             try:
@@ -153,10 +158,11 @@ def read_106_txt(path: Path) -> np.ndarray:
     start = 1 if len(lines[0]) == 1 else 0
     try:
         points = np.asarray([[float(v) for v in parts[:2]] for parts in lines[start:]], dtype=np.float32)
+        declared = int(float(lines[0][0])) if start else len(points)
     except ValueError:
-        raise UserError(f"{path}: a coordinate is not a number") from None
-    if start and int(float(lines[0][0])) != len(points):
-        raise UserError(f"{path}:1: declares {lines[0][0]} points but the file has {len(points)}")
+        raise UserError(f"{path}: a point count or coordinate is not a number") from None
+    if declared != len(points):
+        raise UserError(f"{path}:1: declares {declared} points but the file has {len(points)}")
     return points.reshape(-1, 2)
 
 
@@ -208,6 +214,8 @@ def load_annotations(path: Path, scheme: Scheme) -> list[Sample]:
     wflw_lists = sorted(path.glob("list_98pt_rect_attr_*.txt"))
     if len(wflw_lists) == 1:
         return load_wflw(wflw_lists[0], _wflw_images_root(wflw_lists[0]), scheme)
+    if len(wflw_lists) > 1:
+        raise UserError(f"{path}: several WFLW lists ({', '.join(p.name for p in wflw_lists)}); pass one of them")
     raise UserError(
         f"{path}: no supported layout found (300-W .pts, landmarks.csv, WFLW list file, JD-landmark/LaPa folders)"
     )

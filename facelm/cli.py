@@ -1,34 +1,61 @@
-"""The `facelm` command: one entry point, one subcommand per stage or tool."""
+"""The `facelm` command: one entry point, one subcommand per stage or tool. Modules are imported lazily."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from pathlib import Path
 
 from facelm.errors import UserError
 
-
-def _train_teacher(argv: list[str]) -> None:
-    from teacher.train import get_args_parser, main
-
-    main(get_args_parser().parse_args(argv))
-
-
+# subcommand -> (module with get_args_parser() and main(args), help)
 COMMANDS = {
-    "train-teacher": (_train_teacher, "train the multi-head ResNet teacher"),
+    "teacher": ("teacher.stage", "teacher stage: train when DATA is present, else check the released weights"),
+    "train-teacher": ("teacher.train", "train the multi-head ResNet teacher"),
+    "release-teacher": ("teacher.release", "copy a teacher run's weights to weights/ with a model card"),
+    "ablation-report": ("teacher.ablation", "compare teacher runs that differ only in the loss"),
+    "loader-bench": ("teacher.loader_bench", "augmented images per second of the training loader"),
+    "eval": ("facelm.evaluation", "evaluate a model on any annotated folder; JSON report + CED plot"),
+    "plot-losses": ("facelm.cli", "draw every coordinate loss against the error"),
 }
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm plot-losses", add_help=add_help)
+    p.add_argument("--out", type=Path, default=Path("docs/losses.png"), help="PNG to write (default: docs/losses.png)")
+    return p
+
+
+def main_plot_losses(args: argparse.Namespace) -> None:
+    from facelm.plots import plot_losses
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {plot_losses(args.out)}")
+
+
+def usage() -> str:
+    lines = "\n".join(f"  {name:17s}{help_}" for name, (_, help_) in COMMANDS.items())
+    return f"usage: facelm COMMAND [options]   (facelm COMMAND --help for its options)\n\ncommands:\n{lines}"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        lines = "\n".join(f"  {name:16s}{help_}" for name, (_, help_) in COMMANDS.items())
-        print(f"usage: facelm COMMAND [options]\n\ncommands:\n{lines}", file=sys.stderr)
+        print(usage(), file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    name = argv[0]
     try:
-        COMMANDS[argv[0]][0](argv[1:])
+        if name == "plot-losses":
+            main_plot_losses(get_args_parser().parse_args(argv[1:]))
+        else:
+            module = importlib.import_module(COMMANDS[name][0])
+            module.main(module.get_args_parser().parse_args(argv[1:]))
     except UserError as exc:
-        print(f"facelm {argv[0]}: error: {exc}", file=sys.stderr)
+        print(f"facelm {name}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"facelm {name}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -48,10 +48,24 @@ def default_teacher_sources(data_root: Path) -> list[Source]:
     ]
 
 
+def _looks_truncated(path: Path, data: bytes) -> bool:
+    """libjpeg decodes a cut-off JPEG into grey without an error, so check the end-of-image marker ourselves."""
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        return not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
+    if suffix == ".png":
+        return b"IEND" not in data[-64:]
+    return False
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: cannot read image (missing, truncated or not an image)")
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise UserError(f"{path}: cannot read image file (missing or unreadable)") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None or _looks_truncated(Path(path), data):
+        raise UserError(f"{path}: cannot read image (truncated or not an image); re-copy the file or remove it and its label")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

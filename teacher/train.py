@@ -21,7 +21,7 @@ from facelm.augment import GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint, save_checkpoint
 from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teacher_sources, load_source, seed_worker
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet
+from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points
 from facelm.losses import COORD_LOSSES, get_coord_loss, landmark_loss
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
@@ -134,17 +134,6 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, 
     return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **parts}
 
 
-def torch_batch_fn(model: torch.nn.Module, device: str):
-    """Wrap a tensor->tensor module as the numpy batch function the evaluators take."""
-
-    @torch.no_grad()
-    def run(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(device).contiguous(memory_format=torch.channels_last)
-        return model(x).float().cpu().numpy()
-
-    return run
-
-
 def evaluate(model: LandmarkNet, eval_set: EvalSet, head: str, args) -> tuple[dict, np.ndarray, np.ndarray]:
     model.eval()
     return eval_set.evaluate(torch_batch_fn(SingleHead(model, head), args.device), args.input_size)
@@ -161,11 +150,11 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError(f"--eval-head {args.eval_head!r} is not one of the sources' heads: {', '.join(head_names)}")
 
     resume = read_checkpoint(args.resume) if args.resume else None
-    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
-    log = run_logger(run_dir, "train")
     loaded = [load_source(s) for s in sources]
     fingerprint = data_fingerprint(loaded)
     eval_set = EvalSet(eval_path, get_scheme(next(s.scheme.name for s in sources if s.name == args.eval_head))) if eval_path else None
+    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
+    log = run_logger(run_dir, "train")
     if eval_set is not None:
         fingerprint["eval"] = {"path": str(eval_path), "n_images": len(eval_set.samples)}
     write_json(run_dir / "config.json", {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, **provenance()})

@@ -22,3 +22,27 @@ def data_root() -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(reason + " -- under CI=true the data is required")
     pytest.skip(reason)
+
+
+def write_pts(path: Path, points) -> None:
+    """A 300-W .pts file (1-based coordinates) for 0-based `points`."""
+    body = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points)
+    path.write_text(f"version: 1\nn_points:  {len(points)}\n{{\n{body}\n}}\n")
+
+
+@pytest.fixture(scope="session")
+def tiny_300w(tmp_path_factory) -> Path:
+    """Twelve synthetic faces in the 300-W layout: noise images, a jittered 68-point template."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("tiny_300w")
+    rng = np.random.default_rng(0)
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    template = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 30 + 48
+    template[36], template[45] = (30, 40), (66, 40)
+    for i in range(12):
+        image = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"face_{i:02d}.jpg"), image)
+        write_pts(folder / f"face_{i:02d}.pts", template + rng.normal(0, 1.5, template.shape))
+    return folder

@@ -1,0 +1,84 @@
+"""Release a teacher run: fp16 EMA weights under weights/ with a model card built from the run folder."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from facelm.checkpoint import load_model, save_checkpoint
+from facelm.errors import UserError
+from facelm.geometry import EVAL_CROP_SCALE
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm release-teacher", add_help=add_help)
+    p.add_argument("--run", type=Path, required=True, help="teacher run folder (holds last.pt, metrics.json, config.json)")
+    p.add_argument("--out", type=Path, default=Path("weights"), help="release folder (default: weights)")
+    return p
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
+    args = config["args"]
+    sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
+                        for n, p in fingerprint["sources"].items())
+    regions = ", ".join(f"{k} {v:.2f}%" for k, v in metrics["regions"].items())
+    return f"""# {name}
+
+Multi-head ResNet teacher for 2-D face landmarks, released by `facelm release-teacher --run {run}`.
+
+- File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{sha256_of(weights)}`
+- Architecture: `{spec['arch']}`, input {spec['input_size']}x{spec['input_size']} RGB, heads {json.dumps(spec['heads'])}
+  (head name: landmark scheme). Each head outputs per point `x, y` (crop-normalised, 0..1 across the crop) and a
+  confidence logit (sigmoid = predicted quality, exp(-error / {args['conf_tau']} px) in training).
+- Crop rule: square of side {EVAL_CROP_SCALE} x max(width, height) of the landmark box, centred on it (see `facelm/geometry.py`).
+- Input: RGB, (pixel - mean) / std with ImageNet mean/std (see `facelm/preprocess.py`).
+- Commit: `{config['git_commit']}`, facelm {config['facelm']}, trained {config['time']}.
+
+## Data
+| head | scheme | images | fingerprint |
+|---|---|---|---|
+{sources}
+
+Evaluation: `{metrics['data']}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
+
+## Training config
+`{' '.join(f'--{k.replace("_", "-")} {v}' for k, v in args.items() if k in ('arch', 'input_size', 'epochs', 'batch_size', 'lr', 'weight_decay', 'loss', 'conf_weight', 'conf_tau', 'ema_decay', 'scale_min', 'scale_max', 'jitter', 'rotation', 'photometric', 'seed'))}`
+
+Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on the training machine
+(CPU unless the run's config says `--device cuda`).
+
+## Metrics (head `{metrics.get('head', args['eval_head'])}`, eval crop from ground-truth landmarks)
+| NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
+|---|---|---|---|
+| {metrics['nme']:.3f}% | {metrics['fr10']:.2f}% | {metrics['auc10']:.4f} | {metrics['spearman_conf_error']:.3f} |
+
+Per region: {regions}.
+
+## Licence and intended use
+Trained on data licensed for non-commercial research only (iBUG 300-W / HELEN, YouTube Faces); the weights inherit
+that restriction.
+"""
+
+
+def main(args: argparse.Namespace) -> Path:
+    for needed in ("last.pt", "metrics.json", "config.json", "data_fingerprint.json"):
+        if not (args.run / needed).is_file():
+            raise UserError(f"{args.run}: no {needed}; pass a finished teacher run folder")
+    model, payload = load_model(args.run / "last.pt", use_ema=True)
+    spec = payload["spec"]
+    name = f"teacher_{spec['arch']}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = save_checkpoint(args.out / f"{name}.pt", model, spec, half=True,
+                              data_fingerprint=payload["data_fingerprint"], args=payload["args"], epoch=payload["epoch"])
+    config = json.loads((args.run / "config.json").read_text())
+    metrics = json.loads((args.run / "metrics.json").read_text())
+    fingerprint = json.loads((args.run / "data_fingerprint.json").read_text())
+    card = args.out / f"{name}.md"
+    card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec))
+    print(f"released {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
+    return weights

@@ -1,0 +1,80 @@
+"""Model registry, multi-head outputs, partial supervision and the checkpoint contract."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facelm.checkpoint import load_model, model_spec, save_checkpoint
+from facelm.errors import UserError
+from facelm.models import SingleHead, create_model, list_models
+from teacher.train import multi_head_loss, get_args_parser
+from facelm.losses import get_coord_loss
+
+HEADS = {"300w": 68, "wflw": 98}
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])
+def test_every_head_predicts_xy_and_confidence(arch):
+    model = create_model(arch, heads=HEADS, input_size=64).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"300w": (2, 68, 3), "wflw": (2, 98, 3)}
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="resnet18"):
+        create_model("resnet19", heads=HEADS)
+    assert {"resnet18", "resnet34", "resnet50"} <= set(list_models())
+
+
+def test_heads_start_from_the_mean_shape():
+    model = create_model("resnet18", heads={"300w": 68}, input_size=64).eval()
+    shape = torch.rand(68, 2)
+    model.heads["300w"].set_mean_shape(shape)
+    with torch.no_grad():
+        xy = model(torch.zeros(1, 3, 64, 64))["300w"][0, :, :2]
+    assert torch.allclose(xy, shape, atol=0.05)
+
+
+def test_each_sample_trains_only_its_own_head():
+    torch.manual_seed(0)
+    model = create_model("resnet18", heads=HEADS, input_size=64)
+    args = get_args_parser().parse_args(["--input-size", "64"])
+    batch = {
+        "image": torch.randn(4, 3, 64, 64),
+        "target": torch.rand(4, 98, 2),
+        "weight": torch.ones(4, 98),
+        "head": torch.tensor([0, 0, 0, 0]),  # all samples belong to the 68-point head
+    }
+    loss, _ = multi_head_loss(model, batch, list(HEADS), args, get_coord_loss("l1"))
+    loss.backward()
+    assert model.heads["300w"].fc.weight.grad.abs().sum() > 0
+    assert model.heads["wflw"].fc.weight.grad is None or model.heads["wflw"].fc.weight.grad.abs().sum() == 0
+    assert model.trunk.stem[0][0].weight.grad.abs().sum() > 0
+
+
+def test_checkpoint_round_trip_and_single_head(tmp_path):
+    model = create_model("resnet18", heads=HEADS, input_size=64).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, model_spec(model, "resnet18", {"300w": "68", "wflw": "98"}), half=True)
+    loaded, payload = load_model(path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(SingleHead(loaded, "wflw")(x), model(x)["wflw"], atol=2e-2)
+    assert payload["spec"]["heads"] == {"300w": "68", "wflw": "98"}
+
+
+def test_bad_checkpoints_give_one_line_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"some": "dict"}, tmp_path / "foreign.pt")
+    model = create_model("resnet18", heads={"300w": 68}, input_size=64)
+    save_checkpoint(tmp_path / "future.pt", model, model_spec(model, "resnet18", {"300w": "68"}))
+    payload = torch.load(tmp_path / "future.pt", weights_only=False)
+    payload["version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    payload["version"], payload["spec"]["arch"] = 1, "resnet34"
+    torch.save(payload, tmp_path / "wrong_arch.pt")
+    for name, message in [("missing.pt", "not found"), ("junk.pt", "not a readable"), ("foreign.pt", "not a facelm"),
+                          ("future.pt", "format v99"), ("wrong_arch.pt", "do not fit resnet34")]:
+        with pytest.raises(UserError, match=message) as err:
+            load_model(tmp_path / name)
+        assert "\n" not in str(err.value)

@@ -1,0 +1,78 @@
+"""End-to-end teacher commands on a tiny synthetic set: train, resume, eval, release, and user errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from facelm.cli import main as facelm
+
+
+def _train(tiny_300w, out, *extra):
+    return facelm([
+        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w), "--input-size", "64",
+        "--batch-size", "4", "--max-steps", "2", "--workers", "0", "--eval-every", "1", "--out", str(out), *extra,
+    ])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_300w, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert _train(tiny_300w, out, "--epochs", "2", "--name", "smoke") == 0
+    (run,) = out.iterdir()
+    return run
+
+
+def test_run_folder_holds_config_fingerprint_metrics_and_artefacts(trained_run):
+    for name in ("config.json", "data_fingerprint.json", "metrics.jsonl", "metrics.json", "eval_report.json",
+                 "last.pt", "train.log", "ced.png", "training_curves.png"):
+        assert (trained_run / name).is_file(), name
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    fingerprint = json.loads((trained_run / "data_fingerprint.json").read_text())
+    assert fingerprint["sources"]["300w"]["n_images"] == 12 and len(fingerprint["sha256"]) == 64
+    report = json.loads((trained_run / "eval_report.json").read_text())
+    assert {"n", "nme", "fr10", "auc10", "regions", "spearman_conf_error"} <= set(report)
+
+
+def test_resume_continues_the_same_run(tiny_300w, trained_run):
+    assert _train(tiny_300w, trained_run.parent, "--epochs", "3", "--resume", str(trained_run / "last.pt")) == 0
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_eval_and_release(tiny_300w, trained_run, tmp_path):
+    report_path = tmp_path / "report.json"
+    assert facelm(["eval", "--model", str(trained_run / "last.pt"), "--data", str(tiny_300w), "--report", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["n"] == 12 and report["head"] == "300w" and set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    assert report_path.with_suffix(".ced.png").is_file()
+    assert facelm(["release-teacher", "--run", str(trained_run), "--out", str(tmp_path / "weights")]) == 0
+    card = (tmp_path / "weights" / "teacher_resnet18.md").read_text()
+    assert "sha256" in card and "NME" in card
+    released_report = tmp_path / "released.json"
+    assert facelm(["eval", "--model", str(tmp_path / "weights" / "teacher_resnet18.pt"), "--data", str(tiny_300w),
+                   "--report", str(released_report)]) == 0
+    assert abs(json.loads(released_report.read_text())["nme"] - report["nme"]) < 0.05  # fp16 release keeps accuracy
+
+
+def test_user_errors_are_one_line_without_traceback(tiny_300w, tmp_path):
+    cases = [
+        ["eval", "--model", str(tmp_path / "missing.pt"), "--data", str(tiny_300w), "--report", str(tmp_path / "r.json")],
+        ["train-teacher", "--source", f"300w:98:{tiny_300w}", "--out", str(tmp_path)],
+        ["train-teacher", "--source", f"300w:68:{tmp_path / 'nope'}", "--out", str(tmp_path)],
+        ["train-teacher", "--source", "300w-no-scheme", "--out", str(tmp_path)],
+    ]
+    for argv in cases:
+        proc = subprocess.run([sys.executable, "-m", "facelm.cli", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_teacher_stage_without_data_says_what_it_skipped(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "facelm.cli", "teacher", "--data", str(tmp_path / "absent"),
+                           "--released", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert "SKIPPED teacher training" in proc.stdout
+    assert proc.returncode == 2 and "no released teacher" in proc.stderr
