@@ -7,19 +7,21 @@ RUNS ?= runs
 TEACHER_ARGS ?=
 ABLATION_EPOCHS ?= 8
 
-.PHONY: setup teacher eval plot-losses ablation test all help
+.PHONY: setup teacher eval plot-losses ablation loader-bench release-teacher readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
 	@echo "make teacher DATA=...          train the teacher (released weights are used when DATA is absent)"
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
+	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
+	@echo "make release-teacher RUN=dir   copy a run's weights + model card into weights/"
+	@echo "make readme                    refill README result tables from the committed reports"
 	@echo "make plot-losses               the loss-shape figure (docs/losses.png)"
 	@echo "make test                      the test suite"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
@@ -38,7 +40,16 @@ ablation: setup
 	  $(FACELM) train-teacher --data "$(DATA)" --epochs $(ABLATION_EPOCHS) --eval-every $(ABLATION_EPOCHS) \
 	    --loss $$loss --out $(RUNS)/ablation --name ablation-$$loss || exit 1; \
 	done
-	$(FACELM) ablation-report --runs $(RUNS)/ablation --out $(RUNS)/ablation
+	$(FACELM) ablation-report --runs $(RUNS)/ablation --out docs/results
+
+loader-bench: setup
+	$(FACELM) loader-bench --data "$(DATA)" --json docs/results/loader.json
+
+release-teacher: setup
+	$(FACELM) release-teacher --run "$(RUN)" --out weights --docs docs
+
+readme: setup
+	$(FACELM) readme
 
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png

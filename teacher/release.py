@@ -4,17 +4,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
+from facelm.runs import write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm release-teacher", add_help=add_help)
     p.add_argument("--run", type=Path, required=True, help="teacher run folder (holds last.pt, metrics.json, config.json)")
     p.add_argument("--out", type=Path, default=Path("weights"), help="release folder (default: weights)")
+    p.add_argument("--docs", type=Path, default=Path("docs"), help="where the run's plots are copied (default: docs)")
     return p
 
 
@@ -80,5 +83,12 @@ def main(args: argparse.Namespace) -> Path:
     fingerprint = json.loads((args.run / "data_fingerprint.json").read_text())
     card = args.out / f"{name}.md"
     card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec))
-    print(f"released {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
+    history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
+    write_json(args.out / f"{name}.json", {"weights": weights.name, "sha256": sha256_of(weights), "spec": spec,
+                                           "metrics": metrics, "history": history, "config": config,
+                                           "data_fingerprint": fingerprint})
+    args.docs.mkdir(parents=True, exist_ok=True)
+    for plot in ("training_curves.png", "ced.png"):
+        shutil.copyfile(args.run / plot, args.docs / f"{name}_{plot}")
+    print(f"released {weights} ({weights.stat().st_size / 1e6:.1f} MB), {card} and {name}.json; plots in {args.docs}")
     return weights

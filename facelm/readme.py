@@ -1,0 +1,89 @@
+"""Fill the README's result blocks from committed reports, so no number in it is typed by hand.
+
+A block is `<!-- results:NAME -->` ... `<!-- /results:NAME -->`; each NAME has one renderer reading one JSON file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from facelm.errors import UserError
+
+
+def _teacher(report: dict) -> str:
+    m, cfg = report["metrics"], report["config"]["args"]
+    rows = [
+        "| model | data | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | size | train wall | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, "
+        f"{cfg['epochs']} ep, {cfg['loss']}) | {m['data']} ({m['n']}) | {m['nme']:.3f} | {m['fr10']:.2f} | "
+        f"{m['auc10']:.4f} | {m['spearman_conf_error']:.3f} | fp16 | {m['train_wall_seconds'] / 60:.0f} min | "
+        f"{m['train_img_per_s']:.0f} |",
+        "",
+        "NME on the test set against training epochs (the curve behind `docs/teacher_resnet18_training_curves.png`):",
+        "",
+        "| epoch | " + " | ".join(str(h["epoch"]) for h in report["history"] if "eval_nme" in h) + " |",
+        "|---|" + "---|" * sum("eval_nme" in h for h in report["history"]),
+        "| NME % | " + " | ".join(f"{h['eval_nme']:.2f}" for h in report["history"] if "eval_nme" in h) + " |",
+        "| hours | " + " | ".join(f"{h['elapsed_seconds'] / 3600:.2f}" for h in report["history"] if "eval_nme" in h) + " |",
+    ]
+    return "\n".join(rows)
+
+
+def _ablation(report: dict) -> str:
+    s = report["schedule"]
+    head = f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n"
+    rows = ["| loss | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |", "|---|---|---|---|---|"]
+    rows += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {r['spearman_conf_error']:.3f} |"
+             for r in report["rows"]]
+    return head + "\n".join(rows)
+
+
+def _loader(report: dict) -> str:
+    rows = ["| workers | augmented img/s |", "|---|---|"]
+    rows += [f"| {r['workers']} | {r['img_per_s']:.0f} |" for r in report["rows"]]
+    return (f"{report['n_images']} faces decoded into memory in {report['decode_seconds']:.1f} s; "
+            f"{report['input_size']} px crops, {report['augmentations']}; {report['cores']} cores ({report['cpu']}).\n\n"
+            + "\n".join(rows))
+
+
+RENDERERS = {
+    "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
+    "ablation": (Path("docs/results/ablation.json"), _ablation),
+    "loader": (Path("docs/results/loader.json"), _loader),
+}
+
+
+def render(readme: str, root: Path) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in RENDERERS:
+            raise UserError(f"README block results:{name} has no renderer; known: {', '.join(RENDERERS)}")
+        path, renderer = RENDERERS[name]
+        if not (root / path).is_file():
+            body = f"_No report yet: `{path}` is written by the command named above._"
+        else:
+            body = renderer(json.loads((root / path).read_text()))
+        return f"<!-- results:{name} -->\n{body}\n<!-- /results:{name} -->"
+
+    return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, readme, flags=re.S)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm readme", add_help=add_help)
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update (default: README.md)")
+    p.add_argument("--check", action="store_true", help="exit non-zero if the README is out of date instead of writing")
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    text = args.readme.read_text()
+    updated = render(text, args.readme.parent)
+    if args.check:
+        if updated != text:
+            raise UserError(f"{args.readme} results are out of date; run 'facelm readme'")
+        return
+    args.readme.write_text(updated)
+    print(f"updated {args.readme}")
