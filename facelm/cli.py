@@ -17,6 +17,7 @@ COMMANDS = {
     "loader-bench": ("teacher.loader_bench", "augmented images per second of the training loader"),
     "eval": ("facelm.evaluation", "evaluate a model on any annotated folder; JSON report + CED plot"),
     "plot-losses": ("facelm.cli", "draw every coordinate loss against the error"),
+    "model-stats": ("facelm.models.stats", "parameters, MMACs and fp32 size of every registered model"),
     "readme": ("facelm.readme", "fill the README's result tables from the committed reports"),
 }
 

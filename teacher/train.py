@@ -40,7 +40,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
     p.add_argument("--input-size", type=int, default=112, help="crop size in pixels (default: 112)")
-    p.add_argument("--epochs", type=int, default=40, help="epochs (default: 40)")
+    p.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
@@ -54,7 +54,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--jitter", type=float, default=0.15, help="max centre jitter, fraction of box (default: 0.15)")
     p.add_argument("--rotation", type=float, default=20.0, help="max rotation in degrees (default: 20)")
     p.add_argument("--photometric", type=float, default=1.0, help="photometric strength, 0 disables (default: 1.0)")
-    p.add_argument("--workers", type=int, default=2, help="data loader workers (default: 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="data loader workers; one feeds a CPU run with room to spare, raise it on a GPU (default: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda if present)")
     p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
@@ -114,7 +115,7 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
 
 def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, coord_loss, progress, task) -> dict:
     model.train()
-    losses, seen, start = [], 0, time.time()
+    losses, seen, start, parts_sum = [], 0, time.time(), {}
     for step, batch in enumerate(loader):
         if args.max_steps is not None and step >= args.max_steps:
             break
@@ -128,10 +129,13 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, 
         if ema is not None:
             ema.update_parameters(model)
         losses.append(loss.item())
+        for key, value in parts.items():
+            parts_sum[key] = parts_sum.get(key, 0.0) + value
         seen += len(batch["head"])
         progress.update(task, advance=1, description=f"loss {np.mean(losses[-20:]):.3f}")
     elapsed = time.time() - start
-    return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **parts}
+    means = {key: total / len(losses) for key, total in parts_sum.items()}
+    return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **means}
 
 
 def evaluate(model: LandmarkNet, eval_set: EvalSet, head: str, args) -> tuple[dict, np.ndarray, np.ndarray]:

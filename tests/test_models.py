@@ -21,6 +21,23 @@ def test_every_head_predicts_xy_and_confidence(arch):
     assert {k: tuple(v.shape) for k, v in out.items()} == {"300w": (2, 68, 3), "wflw": (2, 98, 3)}
 
 
+@pytest.mark.parametrize("arch", [m for m in list_models() if not m.startswith("resnet")])
+def test_students_share_the_head_contract(arch):
+    model = create_model(arch, heads={"300w": 68}, input_size=112).eval()
+    with torch.no_grad():
+        out = SingleHead(model, "300w")(torch.randn(2, 3, 112, 112))
+    assert tuple(out.shape) == (2, 68, 3)
+
+
+def test_model_stats_counts_params_and_macs():
+    from facelm.models.stats import model_stats
+
+    stats = model_stats("mobilenetv2_050", {"300w": 68}, 112)
+    model = create_model("mobilenetv2_050", heads={"300w": 68}, input_size=112)
+    assert stats["params"] == sum(p.numel() for p in model.parameters())
+    assert 5 < stats["mmacs"] < 100 and stats["fp32_mb"] > stats["params"] * 4 / 1e6
+
+
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="resnet18"):
         create_model("resnet19", heads=HEADS)

@@ -1,5 +1,5 @@
 """Model families; importing this package registers them all."""
-from facelm.models import resnet  # noqa: F401  (registers the family)
+from facelm.models import mobilenetv2, mobilenetv3, resnet, shufflenetv2  # noqa: F401  (register the families)
 from facelm.models._registry import create_model, list_models, register_model
 from facelm.models.heads import LandmarkHead, LandmarkNet, SingleHead
 

@@ -1,0 +1,46 @@
+"""`facelm model-stats`: parameters, multiply-accumulates and fp32 size of each registered model, as JSON + table."""
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from facelm.models._registry import create_model, list_models
+from facelm.models.heads import SingleHead
+from facelm.runs import write_json
+
+
+def model_stats(name: str, heads: dict[str, int], input_size: int) -> dict:
+    """Stats of the single-head inference graph (the first head), as shipped."""
+    model = create_model(name, heads=heads, input_size=input_size).eval()
+    head = next(iter(heads))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        SingleHead(model, head)(torch.zeros(1, 3, input_size, input_size))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    params = sum(p.numel() for p in model.trunk.parameters()) + sum(p.numel() for p in model.heads[head].parameters())
+    return {"model": name, "input_size": input_size, "params": params, "mmacs": counter.get_total_flops() / 2e6,
+            "fp32_mb": len(buffer.getvalue()) / 1e6}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm model-stats", add_help=add_help)
+    p.add_argument("--models", nargs="+", default=list_models(), help="models (default: all registered)")
+    p.add_argument("--points", type=int, default=68, help="points of the shipped head (default: 68)")
+    p.add_argument("--input-size", type=int, default=112, help="input size (default: 112)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    return p
+
+
+def main(args: argparse.Namespace) -> list[dict]:
+    torch.set_num_threads(1)
+    rows = [model_stats(name, {"head": args.points}, args.input_size) for name in args.models]
+    print("| model | params | MMACs | fp32 MB |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['params'] / 1e6:.3f} M | {r['mmacs']:.1f} | {r['fp32_mb']:.2f} |")
+    if args.json:
+        write_json(args.json, {"rows": rows})
+    return rows
