@@ -115,7 +115,7 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
 
 def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, coord_loss, progress, task) -> dict:
     model.train()
-    losses, seen, start, parts_sum = [], 0, time.time(), {}
+    losses, seen, start, parts_sum, parts_n = [], 0, time.time(), {}, {}
     for step, batch in enumerate(loader):
         if args.max_steps is not None and step >= args.max_steps:
             break
@@ -131,10 +131,11 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, 
         losses.append(loss.item())
         for key, value in parts.items():
             parts_sum[key] = parts_sum.get(key, 0.0) + value
+            parts_n[key] = parts_n.get(key, 0) + 1
         seen += len(batch["head"])
         progress.update(task, advance=1, description=f"loss {np.mean(losses[-20:]):.3f}")
     elapsed = time.time() - start
-    means = {key: total / len(losses) for key, total in parts_sum.items()}
+    means = {key: total / parts_n[key] for key, total in parts_sum.items()}
     return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **means}
 
 
