@@ -97,7 +97,8 @@ def load_csv(path: Path, scheme: Scheme) -> list[Sample]:
         if missing:
             raise UserError(
                 f"{path}:1: missing column(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
-                f"for scheme '{scheme.name}'; the header must be 'image, x0, y0, ... x{scheme.n_points - 1}, y{scheme.n_points - 1}'"
+                f"for scheme '{scheme.name}'; the header must be 'image, x0, y0, ... "
+                f"x{scheme.n_points - 1}, y{scheme.n_points - 1}'"
             )
         if len(header) != len(expected):
             raise UserError(

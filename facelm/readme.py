@@ -34,7 +34,8 @@ def _teacher(report: dict) -> str:
 
 def _ablation(report: dict) -> str:
     s = report["schedule"]
-    head = f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n"
+    head = (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
+            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n")
     rows = ["| loss | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |", "|---|---|---|---|---|"]
     rows += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {r['spearman_conf_error']:.3f} |"
              for r in report["rows"]]

@@ -43,5 +43,9 @@ def run_logger(run_dir: Path, name: str) -> logging.Logger:
     return logger
 
 
+def jsonable_args(args) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
 def provenance() -> dict:
     return {"facelm": __version__, "git_commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -21,6 +21,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+CARD_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
+             "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed")
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -50,7 +54,7 @@ Multi-head ResNet teacher for 2-D face landmarks, released by `facelm release-te
 Evaluation: `{metrics['data']}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
 
 ## Training config
-`{' '.join(f'--{k.replace("_", "-")} {v}' for k, v in args.items() if k in ('arch', 'input_size', 'epochs', 'batch_size', 'lr', 'weight_decay', 'loss', 'conf_weight', 'conf_tau', 'ema_decay', 'scale_min', 'scale_max', 'jitter', 'rotation', 'photometric', 'seed'))}`
+`{' '.join(f'--{k.replace("_", "-")} {v}' for k, v in args.items() if k in CARD_ARGS)}`
 
 Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on the training machine
 (CPU unless the run's config says `--device cuda`).

@@ -5,16 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from facelm.augment import GeometryConfig
@@ -26,8 +21,8 @@ from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_poin
 from facelm.losses import COORD_LOSSES, get_coord_loss, landmark_loss
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
-from facelm.runs import make_run_dir, provenance, run_logger, write_json
-from facelm.schemes import get_scheme
+from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.training import cosine_with_warmup, fit, make_ema
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -48,7 +43,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--loss", default="l1", choices=list(COORD_LOSSES), help="coordinate loss (default: l1)")
     p.add_argument("--conf-weight", type=float, default=0.5, help="weight of the confidence BCE (default: 0.5)")
     p.add_argument("--conf-tau", type=float, default=2.0, help="confidence target exp(-err/tau), tau in crop px (default: 2)")
-    p.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of weights and BN buffers, 0 disables (default: 0.995)")
+    p.add_argument("--ema-decay", type=float, default=0.995,
+                   help="EMA decay of weights and BN buffers, 0 disables (default: 0.995)")
     p.add_argument("--scale-min", type=float, default=1.0, help="min crop scale x landmark box (default: 1.0)")
     p.add_argument("--scale-max", type=float, default=1.5, help="max crop scale x landmark box (default: 1.5)")
     p.add_argument("--jitter", type=float, default=0.15, help="max centre jitter, fraction of box (default: 0.15)")
@@ -57,7 +53,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="data loader workers; one feeds a CPU run with room to spare, raise it on a GPU (default: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda if present)")
     p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="runs root (default: runs/teacher)")
@@ -84,16 +81,6 @@ def mean_shapes(loaded, size: int) -> dict[str, torch.Tensor]:
     return shapes
 
 
-def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
     """Each sample supervises only its own head; heads are run on their own samples' features."""
     features = model.forward_features(batch["image"])
@@ -113,37 +100,6 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
     return total, parts
 
 
-def train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args, coord_loss, progress, task) -> dict:
-    model.train()
-    losses, seen, start, parts_sum, parts_n = [], 0, time.time(), {}, {}
-    for step, batch in enumerate(loader):
-        if args.max_steps is not None and step >= args.max_steps:
-            break
-        batch = {k: v.to(args.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        loss, parts = multi_head_loss(model, batch, head_names, args, coord_loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        losses.append(loss.item())
-        for key, value in parts.items():
-            parts_sum[key] = parts_sum.get(key, 0.0) + value
-            parts_n[key] = parts_n.get(key, 0) + 1
-        seen += len(batch["head"])
-        progress.update(task, advance=1, description=f"loss {np.mean(losses[-20:]):.3f}")
-    elapsed = time.time() - start
-    means = {key: total / parts_n[key] for key, total in parts_sum.items()}
-    return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **means}
-
-
-def evaluate(model: LandmarkNet, eval_set: EvalSet, head: str, args) -> tuple[dict, np.ndarray, np.ndarray]:
-    model.eval()
-    return eval_set.evaluate(torch_batch_fn(SingleHead(model, head), args.device), args.input_size)
-
-
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,12 +113,13 @@ def main(args: argparse.Namespace) -> dict:
     resume = read_checkpoint(args.resume) if args.resume else None
     loaded = [load_source(s) for s in sources]
     fingerprint = data_fingerprint(loaded)
-    eval_set = EvalSet(eval_path, get_scheme(next(s.scheme.name for s in sources if s.name == args.eval_head))) if eval_path else None
+    eval_scheme = next(s.scheme for s in sources if s.name == args.eval_head)
+    eval_set = EvalSet(eval_path, eval_scheme) if eval_path else None
     run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
     log = run_logger(run_dir, "train")
     if eval_set is not None:
         fingerprint["eval"] = {"path": str(eval_path), "n_images": len(eval_set.samples)}
-    write_json(run_dir / "config.json", {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, **provenance()})
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     for name, part in fingerprint["sources"].items():
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
@@ -185,7 +142,7 @@ def main(args: argparse.Namespace) -> dict:
     steps_per_epoch = min(len(loader), args.max_steps or len(loader))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) if args.ema_decay > 0 else None
+    ema = make_ema(model, args.ema_decay)
     start_epoch, history = 0, []
     if resume:
         model.load_state_dict(resume["model"])
@@ -197,30 +154,23 @@ def main(args: argparse.Namespace) -> dict:
         log.info(f"resumed from {args.resume} at epoch {start_epoch}")
 
     coord_loss = get_coord_loss(args.loss)
-    eval_model = ema.module if ema is not None else model
-    report = {}
+
+    def step(batch: dict) -> tuple[torch.Tensor, dict]:
+        return multi_head_loss(model, batch, head_names, args, coord_loss)
+
+    def evaluate_head(eval_model: LandmarkNet) -> dict:
+        return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.eval_head), args.device), args.input_size)[0]
+
+    def save(epoch: int, history: list[dict]) -> None:
+        save_checkpoint(run_dir / "last.pt", model, spec, optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), ema=ema.module.state_dict() if ema is not None else None,
+                        ema_module=ema.state_dict() if ema is not None else None, epoch=epoch, history=history,
+                        args=vars(args), data_fingerprint=fingerprint)
+
     log.info(f"run folder {run_dir}; {len(dataset)} training faces, {steps_per_epoch} steps/epoch, device {args.device}")
-    columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=False) as progress:
-        for epoch in range(start_epoch, args.epochs):
-            task = progress.add_task("", total=steps_per_epoch, epoch=f"{epoch + 1}/{args.epochs}")
-            row = {"epoch": epoch + 1, **train_one_epoch(model, ema, loader, optimizer, scheduler, head_names, args,
-                                                        coord_loss, progress, task)}
-            last = epoch + 1 == args.epochs
-            if eval_set is not None and ((epoch + 1) % args.eval_every == 0 or last):
-                report, pred, conf = evaluate(eval_model, eval_set, args.eval_head, args)
-                row.update(eval_nme=report["nme"], eval_fr10=report["fr10"], eval_auc10=report["auc10"])
-            row["elapsed_seconds"] = sum(h["train_seconds"] for h in history) + row["train_seconds"]
-            history.append(row)
-            with (run_dir / "metrics.jsonl").open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
-            log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                              if k in ("epoch", "train_loss", "train_img_per_s", "eval_nme", "eval_fr10", "eval_auc10")))
-            save_checkpoint(run_dir / "last.pt", model, spec, optimizer=optimizer.state_dict(),
-                            scheduler=scheduler.state_dict(), ema=ema.module.state_dict() if ema is not None else None,
-                            ema_module=ema.state_dict() if ema is not None else None, epoch=epoch, history=history,
-                            args=vars(args), data_fingerprint=fingerprint)
+    history, report = fit(model, ema, loader, optimizer, scheduler, step, evaluate_head if eval_set else None, save,
+                          epochs=args.epochs, start_epoch=start_epoch, history=history, eval_every=args.eval_every,
+                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log)
 
     plot_training(history, run_dir / "training_curves.png")
     if report:

@@ -11,8 +11,14 @@ from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig, LightCast, apply_geometry, photometric_pipeline, random_crop_matrix
 from facelm.dataset import LandmarkCrops, LoadedSource, Source
 from facelm.geometry import (
-    EVAL_CROP_SCALE, crop_matrix, crop_to_image, crop_to_normalised, eval_crop_matrix, landmark_box,
-    normalised_to_crop, transform_points,
+    EVAL_CROP_SCALE,
+    crop_matrix,
+    crop_to_image,
+    crop_to_normalised,
+    eval_crop_matrix,
+    landmark_box,
+    normalised_to_crop,
+    transform_points,
 )
 from facelm.preprocess import INPUT_MEAN, INPUT_STD
 from facelm.schemes import SCHEME_68

@@ -6,9 +6,9 @@ import torch
 
 from facelm.checkpoint import load_model, model_spec, save_checkpoint
 from facelm.errors import UserError
-from facelm.models import SingleHead, create_model, list_models
-from teacher.train import multi_head_loss, get_args_parser
 from facelm.losses import get_coord_loss
+from facelm.models import SingleHead, create_model, list_models
+from teacher.train import get_args_parser, multi_head_loss
 
 HEADS = {"300w": 68, "wflw": 98}
 
