@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig, apply_geometry, photometric_pipeline, random_crop_matrix
 from facelm.errors import UserError
-from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points, warp_image
+from facelm.geometry import crop_to_normalised, eval_crop_matrix, rescale_crop_matrix, transform_points, warp_image
 from facelm.preprocess import normalise_crop
 from facelm.schemes import Scheme, get_scheme
 
@@ -125,6 +125,9 @@ class LandmarkCrops(Dataset):
 
     Items carry `image` (3, S, S), `target` (K_max, 2) crop-normalised, `weight` (K_max,) and `head` (int).
     Heads with fewer points than K_max are padded with zero weight, so one batch may mix schemes.
+    With `teacher_size`, items also carry `teacher_image`: the same crop geometry (same square, rotation and
+    mirroring) at the teacher's input size and without photometric changes, so teacher outputs are targets in the
+    student's crop coordinates.
     """
 
     def __init__(
@@ -134,8 +137,10 @@ class LandmarkCrops(Dataset):
         train: bool,
         geometry: GeometryConfig | None = None,
         photometric_strength: float = 1.0,
+        teacher_size: int | None = None,
     ):
         self.size = size
+        self.teacher_size = teacher_size
         self.train = train
         self.geometry = geometry or GeometryConfig()
         self.photometric = photometric_pipeline(photometric_strength) if train else None
@@ -156,33 +161,35 @@ class LandmarkCrops(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Uint8 RGB crop, crop-pixel points, weights and head for one entry (augmented when training)."""
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+        """Geometry only: uint8 RGB crop, crop-pixel points, weights, head and the image->crop affine."""
         image, points, weight, head = self.entries[index]
         if self.train:
             matrix, flip = random_crop_matrix(points, self.size, self.geometry, self._rng)
             crop, moved = apply_geometry(image, points, matrix, flip, self.flip_perms[head], self.size)
             if flip:
                 weight = weight[list(self.flip_perms[head])]
-            crop = self.photometric(image=crop)["image"]
         else:
             matrix = eval_crop_matrix(points, self.size)
             crop = warp_image(image, matrix, self.size)
             moved = transform_points(points, matrix)
-        return crop, moved, weight, head
+        return crop, moved, weight, head, matrix
 
     def __getitem__(self, index: int) -> dict:
-        crop, points, weight, head = self.crop(index)
+        crop, points, weight, head, matrix = self.crop(index)
         target = np.zeros((self.k_max, 2), np.float32)
         mask = np.zeros(self.k_max, np.float32)
         target[: len(points)] = crop_to_normalised(points, self.size)
         mask[: len(points)] = weight
-        return {
-            "image": torch.from_numpy(normalise_crop(crop)),
-            "target": torch.from_numpy(target),
-            "weight": torch.from_numpy(mask),
-            "head": head,
-        }
+        item = {"target": torch.from_numpy(target), "weight": torch.from_numpy(mask), "head": head}
+        if self.teacher_size:
+            teacher_matrix = rescale_crop_matrix(matrix, self.size, self.teacher_size)
+            teacher_crop = warp_image(self.entries[index][0], teacher_matrix, self.teacher_size)
+            item["teacher_image"] = torch.from_numpy(normalise_crop(teacher_crop))
+        if self.photometric is not None:
+            crop = self.photometric(image=crop)["image"]
+        item["image"] = torch.from_numpy(normalise_crop(crop))
+        return item
 
 
 def seed_worker(worker_id: int) -> None:

@@ -1,6 +1,7 @@
 """The training loop both stages share: schedule, EMA, one epoch, the epoch loop with eval, log and checkpoint."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -13,9 +14,42 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from facelm.checkpoint import save_checkpoint
+from facelm.losses import COORD_LOSSES
+
 StepFn = Callable[[dict], tuple[torch.Tensor, dict]]  # batch on device -> (loss, per-part floats)
 EvalFn = Callable[[torch.nn.Module], dict]  # model -> report with nme, fr10, auc10
 SaveFn = Callable[[int, list[dict]], None]  # epoch, history -> writes last.pt
+
+
+def add_training_args(p: argparse.ArgumentParser, epochs: int) -> argparse.ArgumentParser:
+    """Options every training stage shares: input, schedule, loss, EMA, augmentation, loader, device, resume."""
+    p.add_argument("--input-size", type=int, default=112, help="crop size in pixels (default: 112)")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay (default: 1)")
+    p.add_argument("--loss", default="l1", choices=list(COORD_LOSSES), help="coordinate loss (default: l1)")
+    p.add_argument("--conf-weight", type=float, default=0.5, help="weight of the confidence BCE (default: 0.5)")
+    p.add_argument("--conf-tau", type=float, default=2.0, help="confidence target exp(-err/tau), tau in crop px (default: 2)")
+    p.add_argument("--ema-decay", type=float, default=0.995,
+                   help="EMA decay of weights and BN buffers, 0 disables (default: 0.995)")
+    p.add_argument("--scale-min", type=float, default=1.0, help="min crop scale x landmark box (default: 1.0)")
+    p.add_argument("--scale-max", type=float, default=1.5, help="max crop scale x landmark box (default: 1.5)")
+    p.add_argument("--jitter", type=float, default=0.15, help="max centre jitter, fraction of box (default: 0.15)")
+    p.add_argument("--rotation", type=float, default=20.0, help="max rotation in degrees (default: 20)")
+    p.add_argument("--photometric", type=float, default=1.0, help="photometric strength, 0 disables (default: 1.0)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="data loader workers; one feeds a CPU run with room to spare, raise it on a GPU (default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--resume", type=Path, default=None, help="resume from a run's last.pt, in that run's folder")
+    p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
+    return p
 
 
 def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -31,6 +65,33 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.
 def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     """EMA of weights and BN buffers (buffers too, or the averaged model keeps its initial BN statistics)."""
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True) if decay > 0 else None
+
+
+def make_optimization(model: torch.nn.Module, args: argparse.Namespace, steps_per_epoch: int):
+    """AdamW, warm-up + cosine schedule over the whole run, and the EMA model (None when disabled)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch)
+    return optimizer, scheduler, make_ema(model, args.ema_decay)
+
+
+def save_run_checkpoint(path: Path, model, spec: dict, optimizer, scheduler, ema, epoch: int, history: list[dict],
+                        args: argparse.Namespace, **extra) -> Path:
+    """The resumable `last.pt`: model, EMA weights (what `load_model` serves), optimizer, schedule, history."""
+    return save_checkpoint(path, model, spec, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           ema=ema.module.state_dict() if ema is not None else None,
+                           ema_module=ema.state_dict() if ema is not None else None, epoch=epoch, history=history,
+                           args=vars(args), **extra)
+
+
+def restore(checkpoint: dict, model, optimizer, scheduler, ema, log: logging.Logger) -> tuple[int, list[dict]]:
+    """Load a `last.pt` payload into the live objects; returns the epoch to start from and the history so far."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    if ema is not None and checkpoint.get("ema_module"):
+        ema.load_state_dict(checkpoint["ema_module"])
+    log.info(f"resumed at epoch {checkpoint['epoch'] + 2}")
+    return checkpoint["epoch"] + 1, checkpoint["history"]
 
 
 def batch_to(batch: dict, device: str) -> dict:

@@ -13,16 +13,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from facelm.augment import GeometryConfig
-from facelm.checkpoint import model_spec, read_checkpoint, save_checkpoint
+from facelm.checkpoint import model_spec, read_checkpoint
 from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teacher_sources, load_source, seed_worker
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points
-from facelm.losses import COORD_LOSSES, get_coord_loss, landmark_loss
+from facelm.losses import get_coord_loss, landmark_loss
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
-from facelm.training import cosine_with_warmup, fit, make_ema
+from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -34,33 +34,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
-    p.add_argument("--input-size", type=int, default=112, help="crop size in pixels (default: 112)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default: 1e-4)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay (default: 1)")
-    p.add_argument("--loss", default="l1", choices=list(COORD_LOSSES), help="coordinate loss (default: l1)")
-    p.add_argument("--conf-weight", type=float, default=0.5, help="weight of the confidence BCE (default: 0.5)")
-    p.add_argument("--conf-tau", type=float, default=2.0, help="confidence target exp(-err/tau), tau in crop px (default: 2)")
-    p.add_argument("--ema-decay", type=float, default=0.995,
-                   help="EMA decay of weights and BN buffers, 0 disables (default: 0.995)")
-    p.add_argument("--scale-min", type=float, default=1.0, help="min crop scale x landmark box (default: 1.0)")
-    p.add_argument("--scale-max", type=float, default=1.5, help="max crop scale x landmark box (default: 1.5)")
-    p.add_argument("--jitter", type=float, default=0.15, help="max centre jitter, fraction of box (default: 0.15)")
-    p.add_argument("--rotation", type=float, default=20.0, help="max rotation in degrees (default: 20)")
-    p.add_argument("--photometric", type=float, default=1.0, help="photometric strength, 0 disables (default: 1.0)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="data loader workers; one feeds a CPU run with room to spare, raise it on a GPU (default: 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cpu or cuda (default: cuda if present)")
-    p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_training_args(p, epochs=50)
     p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="runs root (default: runs/teacher)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-LOSS)")
-    p.add_argument("--resume", type=Path, default=None, help="resume from a run's last.pt, in that run's folder")
-    p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     return p
 
 
@@ -140,18 +116,8 @@ def main(args: argparse.Namespace) -> dict:
     if args.workers == 0:
         dataset.reseed(args.seed)
     steps_per_epoch = min(len(loader), args.max_steps or len(loader))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = cosine_with_warmup(optimizer, int(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch)
-    ema = make_ema(model, args.ema_decay)
-    start_epoch, history = 0, []
-    if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None and resume.get("ema_module"):
-            ema.load_state_dict(resume["ema_module"])
-        start_epoch, history = resume["epoch"] + 1, resume["history"]
-        log.info(f"resumed from {args.resume} at epoch {start_epoch}")
+    optimizer, scheduler, ema = make_optimization(model, args, steps_per_epoch)
+    start_epoch, history = restore(resume, model, optimizer, scheduler, ema, log) if resume else (0, [])
 
     coord_loss = get_coord_loss(args.loss)
 
@@ -162,10 +128,8 @@ def main(args: argparse.Namespace) -> dict:
         return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.eval_head), args.device), args.input_size)[0]
 
     def save(epoch: int, history: list[dict]) -> None:
-        save_checkpoint(run_dir / "last.pt", model, spec, optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), ema=ema.module.state_dict() if ema is not None else None,
-                        ema_module=ema.state_dict() if ema is not None else None, epoch=epoch, history=history,
-                        args=vars(args), data_fingerprint=fingerprint)
+        save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
+                            data_fingerprint=fingerprint)
 
     log.info(f"run folder {run_dir}; {len(dataset)} training faces, {steps_per_epoch} steps/epoch, device {args.device}")
     history, report = fit(model, ema, loader, optimizer, scheduler, step, evaluate_head if eval_set else None, save,
