@@ -15,6 +15,8 @@ COMMANDS = {
     "release-teacher": ("teacher.release", "copy a teacher run's weights to weights/ with a model card"),
     "ablation-report": ("teacher.ablation", "compare teacher runs that differ only in the loss"),
     "loader-bench": ("teacher.loader_bench", "augmented images per second of the training loader"),
+    "student": ("student.stage", "student stage: distil when DATA is present, else check the released weights"),
+    "train-student": ("student.train", "distil a depthwise student from the teacher (or train it on labels alone)"),
     "eval": ("facelm.evaluation", "evaluate a model on any annotated folder; JSON report + CED plot"),
     "plot-losses": ("facelm.cli", "draw every coordinate loss against the error"),
     "model-stats": ("facelm.models.stats", "parameters, MMACs and fp32 size of every registered model"),

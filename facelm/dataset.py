@@ -98,6 +98,11 @@ class LoadedSource:
     images: list[np.ndarray]
     weights: list[np.ndarray]
 
+    def mean_crop_shape(self, size: int) -> np.ndarray:
+        """Mean crop-normalised shape under the eval crop rule: where a new head starts."""
+        return np.mean([crop_to_normalised(transform_points(s.points, eval_crop_matrix(s.points, size)), size)
+                        for s in self.samples], axis=0).astype(np.float32)
+
     def fingerprint(self) -> dict:
         return {
             "spec": self.source.spec(),

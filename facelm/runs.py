@@ -43,8 +43,16 @@ def run_logger(run_dir: Path, name: str) -> logging.Logger:
     return logger
 
 
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def jsonable_args(args) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {k: _jsonable(v) for k, v in vars(args).items()}
 
 
 def provenance() -> dict:

@@ -17,7 +17,6 @@ from facelm.checkpoint import model_spec, read_checkpoint
 from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teacher_sources, load_source, seed_worker
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
-from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points
 from facelm.losses import get_coord_loss, landmark_loss
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
@@ -46,15 +45,6 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
     if args.data is None:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --source NAME:SCHEME:PATH")
     return default_teacher_sources(Path(args.data))
-
-
-def mean_shapes(loaded, size: int) -> dict[str, torch.Tensor]:
-    """Mean crop-normalised shape of each source under the eval crop rule: the heads' starting point."""
-    shapes = {}
-    for item in loaded:
-        pts = [crop_to_normalised(transform_points(s.points, eval_crop_matrix(s.points, size)), size) for s in item.samples]
-        shapes[item.source.name] = torch.from_numpy(np.mean(pts, axis=0))
-    return shapes
 
 
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
@@ -101,8 +91,8 @@ def main(args: argparse.Namespace) -> dict:
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
 
     model = create_model(args.arch, heads={s.name: s.scheme.n_points for s in sources}, input_size=args.input_size)
-    for name, shape in mean_shapes(loaded, args.input_size).items():
-        model.heads[name].set_mean_shape(shape)
+    for item in loaded:
+        model.heads[item.source.name].set_mean_shape(torch.from_numpy(item.mean_crop_shape(args.input_size)))
     model = model.to(args.device).to(memory_format=torch.channels_last)
     spec = model_spec(model, args.arch, {s.name: s.scheme.name for s in sources})
 

@@ -1,0 +1,36 @@
+"""A pipeline stage's front door: train when the data is there; otherwise say what was skipped and check that the
+released weights load and run, so the next stage can start from them."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from facelm.checkpoint import load_model
+from facelm.errors import UserError
+
+
+def check_released(path: Path) -> None:
+    model, payload = load_model(path)
+    size = payload["spec"]["input_size"]
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size, size))
+    shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in out.items())
+    print(f"released {path} loads and runs ({payload['spec']['arch']}, heads {shapes})")
+
+
+def run_stage(stage: str, train: Callable[[argparse.Namespace], dict], args: argparse.Namespace, data_present: bool) -> None:
+    if data_present:
+        train(args)
+        return
+    print(f"SKIPPED {stage} training: no data at DATA={args.data} (expected 300w/trainset under it). "
+          f"Set DATA to the data root to train; using the released weights instead.")
+    if not args.released.is_file():
+        raise UserError(f"no released {stage} at {args.released}; set DATA to train one")
+    check_released(args.released)
+
+
+def has_training_data(data: Path | None) -> bool:
+    return data is not None and (Path(data) / "300w" / "trainset").is_dir()

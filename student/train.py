@@ -1,0 +1,211 @@
+"""Distil a depthwise student from the teacher, on labelled faces (ground truth + teacher) and unlabelled photos
+(teacher only). `--mode labels` trains the same student on the labels alone: the A arm of the A/B.
+
+    facelm train-student --data $DATA [--teacher weights/teacher_resnet18.pt] [--arch mobilenetv2_050] ...
+
+The teacher runs online on every augmented batch. It sees the student's crop geometry (same square, rotation and
+mirroring) without the photometric changes: its targets are then in the student's coordinates, and it is as
+accurate as it can be, so the student learns to undo the lighting and noise rather than copy the teacher's
+mistakes under them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from facelm.annotations import Sample, load_annotations
+from facelm.augment import GeometryConfig
+from facelm.checkpoint import load_model, model_spec, read_checkpoint
+from facelm.dataset import LandmarkCrops, LoadedSource, Source, data_fingerprint, decode_all, load_source, seed_worker
+from facelm.errors import UserError
+from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
+from facelm.models import LandmarkNet, SingleHead, create_model, list_models
+from facelm.plots import plot_ced, plot_training
+from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
+from student.pseudo import frame_prior, pseudo_sample_points, read_unlabelled
+
+RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
+UNLABELLED_DEFAULTS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
+STUDENTS = [m for m in list_models() if not m.startswith("resnet")]
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm train-student", add_help=add_help)
+    p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
+    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
+    p.add_argument("--teacher-head", default="300w", help="teacher head the student learns and ships (default: 300w)")
+    p.add_argument("--arch", default="mobilenetv2_050", choices=STUDENTS, help="student (default: mobilenetv2_050)")
+    p.add_argument("--mode", default="distill", choices=["distill", "labels"],
+                   help="distill: ground truth + teacher, unlabelled photos too; labels: ground truth alone (default: distill)")
+    p.add_argument("--labelled", action="append", default=None,
+                   help="NAME:SCHEME:PATH of labelled faces, repeatable (default: 300w:68:DATA/300w/trainset)")
+    p.add_argument("--unlabelled", action="append", type=Path, default=None,
+                   help=f"folder of unlabelled photos, repeatable (default: {', '.join(UNLABELLED_DEFAULTS)} under DATA)")
+    p.add_argument("--prior-source", type=Path, default=None,
+                   help="labelled frames that place first crops in box-less folders (default: DATA/ytf68/train)")
+    p.add_argument("--eval-data", type=Path, default=None, help="eval folder (default: DATA/300w/testset)")
+    p.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth loss (default: 1.0)")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1.0)")
+    p.add_argument("--kd-conf-weight", type=float, default=0.5,
+                   help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="optimizer steps per epoch, the same in both modes (default: labelled + unlabelled images / batch)")
+    p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
+    add_training_args(p, epochs=30)
+    p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
+    p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
+    return p
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]:
+    if args.labelled:
+        sources = [Source.parse(text) for text in args.labelled]
+    elif args.data is not None:
+        sources = [Source.parse(f"300w:{scheme_name}:{Path(args.data) / '300w' / 'trainset'}")]
+    else:
+        raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --labelled and --unlabelled")
+    for source in sources:
+        if source.scheme.name != scheme_name:
+            raise UserError(f"labelled source {source.name} is scheme {source.scheme.name} but the teacher head is {scheme_name}")
+    return sources
+
+
+def unlabelled_folders(args: argparse.Namespace) -> list[Path]:
+    if args.unlabelled:
+        return list(args.unlabelled)
+    return [Path(args.data) / rel for rel in UNLABELLED_DEFAULTS] if args.data else []
+
+
+def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_sha: str, prior_path: Path | None,
+                    scheme, cache: Path, log) -> tuple[list[LoadedSource], list[dict]]:
+    """Unlabelled folders as sources whose points (from the teacher) only place the crop; their label weights are 0."""
+    prior = None
+    if prior_path is not None and prior_path.exists():
+        prior_samples = load_annotations(prior_path, scheme)
+        prior = frame_prior(prior_samples, decode_all([s.image for s in prior_samples]))
+    loaded, summaries = [], []
+    for path in folders:
+        folder = read_unlabelled(path)
+        images, points, summary = pseudo_sample_points(folder, teacher_fn, teacher_size, teacher_sha, prior, cache)
+        log.info(f"unlabelled {path}: {len(images)} photos, box-centre move per teacher pass "
+                 f"{', '.join(f'{m:.3f}' for m in summary['box_centre_move_per_pass'])}")
+        samples = [Sample(image=p, points=pts) for p, pts in zip(folder.images, points)]
+        zeros = [np.zeros(scheme.n_points, np.float32) for _ in samples]
+        loaded.append(LoadedSource(Source(f"unlabelled-{path.name}", scheme, path), samples, images, zeros))
+        summaries.append(summary)
+    return loaded, summaries
+
+
+def student_loss(model: LandmarkNet, teacher_head: torch.nn.Module | None, batch: dict, args: argparse.Namespace,
+                 coord_loss) -> tuple[torch.Tensor, dict]:
+    """Ground-truth loss where labels exist (label weight 0 elsewhere), plus, with a teacher, the distillation loss."""
+    pred = model.forward_head(model.forward_features(batch["image"]), args.teacher_head)
+    k = pred.shape[1]
+    gt, parts = landmark_loss(pred, batch["target"][:, :k], batch["weight"][:, :k], args.input_size, coord_loss,
+                              args.conf_weight, args.conf_tau)
+    if teacher_head is None:
+        return gt, parts
+    with torch.no_grad():
+        target = teacher_head(batch["teacher_image"])
+    kd, kd_parts = distillation_loss(pred, target, args.input_size, coord_loss, args.kd_conf_weight)
+    return args.gt_weight * gt + args.kd_weight * kd, {**parts, **kd_parts}
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    teacher, teacher_payload = load_model(args.teacher)
+    heads = teacher_payload["spec"]["heads"]
+    if args.teacher_head not in heads:
+        raise UserError(f"{args.teacher}: no head {args.teacher_head!r}; it has {', '.join(heads)}")
+    scheme_name, teacher_size = heads[args.teacher_head], teacher_payload["spec"]["input_size"]
+    teacher_head = SingleHead(teacher, args.teacher_head).to(args.device).to(memory_format=torch.channels_last).eval()
+    teacher_fn = torch_batch_fn(teacher_head, args.device)
+    teacher_sha = sha256_of(args.teacher)
+
+    labelled = [load_source(s) for s in labelled_sources(args, scheme_name)]
+    scheme = labelled[0].source.scheme
+    resume = read_checkpoint(args.resume) if args.resume else None
+    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
+    log = run_logger(run_dir, "train")
+    folders = unlabelled_folders(args)
+    prior_path = args.prior_source or (Path(args.data) / "ytf68" / "train" if args.data else None)
+    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_sha, prior_path, scheme, args.cache, log)
+    eval_path = args.eval_data or (Path(args.data) / "300w" / "testset" if args.data else None)
+    eval_set = EvalSet(eval_path, scheme) if eval_path else None
+
+    sources = labelled + unlabelled if args.mode == "distill" else labelled
+    fingerprint = data_fingerprint(labelled + unlabelled)
+    fingerprint["used_in_this_mode"] = [item.source.name for item in sources]
+    teacher_fingerprint = {"path": str(args.teacher), "sha256": teacher_sha, "spec": teacher_payload["spec"],
+                           "head": args.teacher_head, "pseudo_landmarks": pseudo}
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
+    write_json(run_dir / "data_fingerprint.json", fingerprint)
+    write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
+
+    model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size)
+    model.heads[args.teacher_head].set_mean_shape(torch.from_numpy(labelled[0].mean_crop_shape(args.input_size)))
+    model = model.to(args.device).to(memory_format=torch.channels_last)
+    spec = model_spec(model, args.arch, {args.teacher_head: scheme_name})
+
+    geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
+    dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric,
+                            teacher_size=teacher_size if args.mode == "distill" else None)
+    all_images = sum(len(item.samples) for item in labelled + unlabelled)
+    steps_per_epoch = args.steps_per_epoch or all_images // args.batch_size
+    sampler = RandomSampler(dataset, num_samples=steps_per_epoch * args.batch_size,
+                            generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, num_workers=args.workers,
+                        worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0)
+    if args.workers == 0:
+        dataset.reseed(args.seed)
+    steps_per_epoch = min(steps_per_epoch, args.max_steps or steps_per_epoch)
+    optimizer, scheduler, ema = make_optimization(model, args, steps_per_epoch)
+    start_epoch, history = restore(resume, model, optimizer, scheduler, ema, log) if resume else (0, [])
+    coord_loss = get_coord_loss(args.loss)
+
+    def step(batch: dict) -> tuple[torch.Tensor, dict]:
+        return student_loss(model, teacher_head if args.mode == "distill" else None, batch, args, coord_loss)
+
+    def evaluate(eval_model) -> dict:
+        return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.teacher_head), args.device), args.input_size)[0]
+
+    def save(epoch: int, history: list[dict]) -> None:
+        save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
+                            data_fingerprint=fingerprint, teacher_fingerprint=teacher_fingerprint)
+
+    log.info(f"run folder {run_dir}; mode {args.mode}; {len(dataset)} faces ({sum(len(i.samples) for i in labelled)} "
+             f"labelled), {steps_per_epoch} steps/epoch, teacher {args.teacher} ({teacher_sha[:12]}), device {args.device}")
+    history, report = fit(model, ema, loader, optimizer, scheduler, step, evaluate if eval_set else None, save,
+                          epochs=args.epochs, start_epoch=start_epoch, history=history, eval_every=args.eval_every,
+                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log)
+    plot_training(history, run_dir / "training_curves.png")
+    if not report:
+        return {"run_dir": str(run_dir)}
+    teacher_report = eval_set.evaluate(teacher_fn, teacher_size)[0]
+    plot_ced({f"student {args.arch} ({args.mode})": np.asarray(report["per_image_nme"]) / 100,
+              f"teacher {teacher_payload['spec']['arch']}": np.asarray(teacher_report["per_image_nme"]) / 100},
+             run_dir / "ced.png", title=f"CED on {eval_path}")
+    metrics = {key: value for key, value in report.items() if key != "per_image_nme"}
+    metrics.update(mode=args.mode, arch=args.arch, teacher_nme=teacher_report["nme"],
+                   teacher_fr10=teacher_report["fr10"], teacher_auc10=teacher_report["auc10"],
+                   train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
+                   train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs, steps_per_epoch=steps_per_epoch)
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "eval_report.json", report)
+    log.info(f"final: NME {report['nme']:.3f}% (teacher {teacher_report['nme']:.3f}%)  FR@10 {report['fr10']:.2f}%  "
+             f"AUC@10 {report['auc10']:.4f}  Spearman(conf, err) {report['spearman_conf_error']:.3f}")
+    return {"run_dir": str(run_dir), **metrics}

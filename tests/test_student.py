@@ -1,0 +1,143 @@
+"""Distillation: the confidence-weighted loss, teacher-placed crops for unlabelled photos, and a smoke run."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from facelm.checkpoint import load_model, model_spec, save_checkpoint
+from facelm.cli import main as facelm
+from facelm.dataset import LandmarkCrops, Source, load_source
+from facelm.losses import distillation_loss, get_coord_loss
+from facelm.models import SingleHead, create_model
+from facelm.training import make_optimization
+from student.pseudo import read_unlabelled, teacher_points
+
+
+def _outputs(logits):
+    xy = torch.rand(1, len(logits), 2)
+    return torch.cat([xy, torch.tensor(logits, dtype=torch.float32).view(1, -1, 1)], dim=-1)
+
+
+def test_teacher_confidence_scales_each_points_gradient():
+    teacher = _outputs([20.0, 0.0, -20.0, np.log(0.25 / 0.75)])  # confidences 1, 0.5, ~0, 0.25
+    student = _outputs([0.0] * 4).requires_grad_(True)
+    loss, _ = distillation_loss(student, teacher, size=112, coord_loss=get_coord_loss("l1"), conf_weight=0.0)
+    (grad,) = torch.autograd.grad(loss, student)
+    unweighted = torch.sign(student[0, :, :2] - teacher[0, :, :2]).detach() * 112 / (1 * 4)  # d mean(|d|) / d xy
+    ratio = (grad[0, :, :2] / unweighted).mean(dim=1)
+    np.testing.assert_allclose(ratio.numpy(), [1.0, 0.5, 0.0, 0.25], atol=1e-6)
+
+
+def test_distillation_never_sends_gradient_into_the_teacher():
+    teacher = _outputs([1.0, -1.0]).requires_grad_(True)
+    student = _outputs([0.0, 0.0]).requires_grad_(True)
+    loss, _ = distillation_loss(student, teacher, size=112, coord_loss=get_coord_loss("wing"))
+    loss.backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
+
+
+def test_student_confidence_learns_the_teachers():
+    teacher = _outputs([3.0, -3.0])
+    low = _outputs([-3.0, 3.0])
+    matched = torch.cat([teacher[..., :2], teacher[..., 2:]], dim=-1)
+    loss_fn = get_coord_loss("l1")
+    assert distillation_loss(matched, teacher, 112, loss_fn)[0] < distillation_loss(
+        torch.cat([teacher[..., :2], low[..., 2:]], dim=-1), teacher, 112, loss_fn)[0]
+
+
+def test_teacher_refined_boxes_settle():
+    """A teacher that always finds the face filling the middle of its crop: the box stops moving after one pass."""
+    template = np.stack(np.meshgrid(np.linspace(0.2, 0.8, 17), [0.2, 0.5, 0.8, 0.35]), -1).reshape(-1, 2)[:68]
+
+    def fake_teacher(batch):
+        out = np.zeros((len(batch), 68, 3), np.float32)
+        out[..., :2] = template
+        return out
+
+    images = [np.zeros((120, 160, 3), np.uint8)] * 3
+    boxes = [np.array([[40.0, 30.0], [100.0, 90.0]]) + i for i in range(3)]
+    points, confidence, moves = teacher_points(fake_teacher, images, boxes, size=64, passes=3)
+    assert points.shape == (3, 68, 2) and confidence.shape == (3, 68)
+    assert moves[1] < 1e-3 and moves[2] < 1e-3
+
+
+def test_unlabelled_folder_boxes_are_read_and_checked(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((16, 16, 3), np.uint8))
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\na.jpg,1,2,10,12\n")
+    folder = read_unlabelled(tmp_path)
+    assert folder.images == [tmp_path / "a.jpg"] and folder.boxes.tolist() == [[1, 2, 10, 12]]
+    (tmp_path / "boxes.csv").write_text("name,left,top\n")
+    with pytest.raises(Exception, match="header must be"):
+        read_unlabelled(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("resnet18", heads={"300w": 68, "ytf68": 68}, input_size=64).eval()
+    for head in model.heads.values():
+        head.set_mean_shape(torch.rand(68, 2) * 0.6 + 0.2)  # a trained teacher's heads start from a real shape
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    return save_checkpoint(path, model, model_spec(model, "resnet18", {"300w": "68", "ytf68": "68"}))
+
+
+@pytest.fixture(scope="module")
+def tiny_unlabelled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unlabelled")
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(8):
+        cv2.imwrite(str(folder / f"u{i}.jpg"), rng.integers(0, 255, (80, 80, 3), dtype=np.uint8))
+        rows.append(f"u{i}.jpg,20,20,60,60")
+    (folder / "boxes.csv").write_text("image,x0,y0,x1,y1\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher):
+    """The real training step (ground truth + online teacher on the teacher view) on one real batch, twice."""
+    from student import train
+
+    args = train.get_args_parser().parse_args(["--input-size", "64", "--lr", "3e-4", "--warmup-epochs", "0"])
+    teacher, _ = load_model(tiny_teacher)
+    teacher_head = SingleHead(teacher, "300w").eval()
+    loaded = load_source(Source.parse(f"300w:68:{tiny_300w}"))
+    crops = LandmarkCrops([loaded], 64, train=True, teacher_size=64)
+    crops.reseed(0)
+    batch = next(iter(DataLoader(crops, batch_size=8)))
+    torch.manual_seed(0)
+    student = create_model("mobilenetv2_025", heads={"300w": 68}, input_size=64)
+    optimizer, scheduler, _ = make_optimization(student, args, steps_per_epoch=2)
+    coord_loss = get_coord_loss(args.loss)
+    losses = []
+    for _ in range(3):
+        loss, parts = train.student_loss(student, teacher_head, batch, args, coord_loss)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    assert "kd_coord" in parts and "coord" in parts
+    assert losses[2] < losses[0], losses
+
+
+@pytest.mark.parametrize("mode", ["distill", "labels"])
+def test_student_run_writes_a_complete_run_folder(tiny_300w, tiny_teacher, tiny_unlabelled, tmp_path, mode):
+    assert facelm([
+        "train-student", "--teacher", str(tiny_teacher), "--labelled", f"300w:68:{tiny_300w}",
+        "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--arch", "mobilenetv2_025",
+        "--input-size", "48", "--batch-size", "4", "--epochs", "2", "--max-steps", "2", "--workers", "0",
+        "--mode", mode, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "runs"),
+    ]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    for name in ("config.json", "data_fingerprint.json", "teacher_fingerprint.json", "metrics.json", "last.pt", "ced.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mode"] == mode and metrics["steps_per_epoch"] == 2 and "teacher_nme" in metrics
+    assert len(list((tmp_path / "cache").glob("pseudo-*.npz"))) == 1  # the teacher's crop placement is cached
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert ("kd_coord" in rows[0]) == (mode == "distill")
