@@ -11,6 +11,18 @@ import torch
 from facelm.checkpoint import load_model
 from facelm.errors import UserError
 
+RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
+RELEASED_STUDENT = Path("weights/student_mobilenetv2_050.pt")
+
+
+def stage_args_parser(stage: str, train_parser: argparse.ArgumentParser, released: Path,
+                      add_help: bool = True) -> argparse.ArgumentParser:
+    """The training options plus `--released`, the weights the stage falls back on without data."""
+    p = argparse.ArgumentParser(f"facelm {stage}", parents=[train_parser], add_help=add_help)
+    p.add_argument("--released", type=Path, default=released,
+                   help=f"released {stage} used when there is no data (default: {released})")
+    return p
+
 
 def check_released(path: Path) -> None:
     model, payload = load_model(path)

@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from facelm.stage import has_training_data, run_stage
+from facelm.stage import RELEASED_STUDENT, has_training_data, run_stage, stage_args_parser
 from student import train
-
-RELEASED_STUDENT = Path("weights/student_mobilenetv2_050.pt")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("facelm student", parents=[train.get_args_parser(add_help=False)], add_help=add_help)
-    p.add_argument("--released", type=Path, default=RELEASED_STUDENT,
-                   help=f"released student used when there is no data (default: {RELEASED_STUDENT})")
-    return p
+    return stage_args_parser("student", train.get_args_parser(add_help=False), RELEASED_STUDENT, add_help)
 
 
 def main(args: argparse.Namespace) -> None:

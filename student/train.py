@@ -29,10 +29,10 @@ from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.stage import RELEASED_TEACHER
 from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
 from student.pseudo import frame_prior, pseudo_sample_points, read_unlabelled
 
-RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
 UNLABELLED_DEFAULTS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
 STUDENTS = [m for m in list_models() if not m.startswith("resnet")]
 

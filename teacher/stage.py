@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from facelm.stage import has_training_data, run_stage
+from facelm.stage import RELEASED_TEACHER, has_training_data, run_stage, stage_args_parser
 from teacher import train
-
-RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("facelm teacher", parents=[train.get_args_parser(add_help=False)], add_help=add_help)
-    p.add_argument("--released", type=Path, default=RELEASED_TEACHER,
-                   help=f"released teacher used when there is no data (default: {RELEASED_TEACHER})")
-    return p
+    return stage_args_parser("teacher", train.get_args_parser(add_help=False), RELEASED_TEACHER, add_help)
 
 
 def main(args: argparse.Namespace) -> None:
