@@ -17,6 +17,7 @@ COMMANDS = {
     "loader-bench": ("teacher.loader_bench", "augmented images per second of the training loader"),
     "student": ("student.stage", "student stage: distil when DATA is present, else check the released weights"),
     "train-student": ("student.train", "distil a depthwise student from the teacher (or train it on labels alone)"),
+    "export": ("export.run", "export a student to every deployment format and verify each against PyTorch"),
     "eval": ("facelm.evaluation", "evaluate a model on any annotated folder; JSON report + CED plot"),
     "plot-losses": ("facelm.cli", "draw every coordinate loss against the error"),
     "model-stats": ("facelm.models.stats", "parameters, MMACs and fp32 size of every registered model"),

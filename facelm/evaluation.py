@@ -42,7 +42,8 @@ class EvalSet:
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm eval", add_help=add_help,
                                 description="Evaluate a checkpoint on a folder in any supported layout.")
-    p.add_argument("--model", type=Path, required=True, help="facelm checkpoint (.pt)")
+    p.add_argument("--model", type=Path, required=True,
+                   help="facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...)")
     p.add_argument("--data", type=Path, required=True, help="annotated folder or file (300-W, CSV, WFLW, JD/LaPa)")
     p.add_argument("--report", type=Path, required=True, help="JSON report to write (a CED plot is written beside it)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the checkpoint's first head)")
@@ -61,20 +62,33 @@ def torch_batch_fn(model: torch.nn.Module, device: str = "cpu"):
     return run
 
 
+def model_batch_fn(path: Path, head: str | None) -> tuple[BatchFn, str, str, int, str]:
+    """Batch function, head, scheme, input size and a description, for a checkpoint or any exported model."""
+    if Path(path).suffix == ".pt":
+        model, payload = load_model(path)
+        heads = payload["spec"]["heads"]
+        head = head or next(iter(heads))
+        if head not in heads:
+            raise UserError(f"{path}: no head {head!r}; it has {', '.join(heads)}")
+        return torch_batch_fn(SingleHead(model, head)), head, heads[head], payload["spec"]["input_size"], "PyTorch"
+    from facelm.runtimes import load_exported
+
+    run, meta = load_exported(path)
+    if head is not None and head != meta["model"]["head"]:
+        raise UserError(f"{path}: exported head is {meta['model']['head']!r}, not {head!r}")
+    return run, meta["model"]["head"], meta["scheme"]["name"], meta["model"]["input_size"], meta["runtime"]
+
+
 def main(args: argparse.Namespace) -> dict:
-    model, payload = load_model(args.model)
-    heads = payload["spec"]["heads"]
-    head = args.head or next(iter(heads))
-    if head not in heads:
-        raise UserError(f"{args.model}: no head {head!r}; it has {', '.join(heads)}")
-    eval_set = EvalSet(args.data, get_scheme(heads[head]))
+    run, head, scheme, size, runtime = model_batch_fn(args.model, args.head)
+    eval_set = EvalSet(args.data, get_scheme(scheme))
     start = time.time()
-    report, _, _ = eval_set.evaluate(torch_batch_fn(SingleHead(model, head)), payload["spec"]["input_size"])
-    report.update(model=str(args.model), head=head, seconds=time.time() - start)
+    report, _, _ = eval_set.evaluate(run, size)
+    report.update(model=str(args.model), head=head, runtime=runtime, seconds=time.time() - start)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
-    plot_ced({f"{args.model.name} [{head}]": np.asarray(report["per_image_nme"]) / 100}, args.report.with_suffix(".ced.png"),
-             title=f"CED on {args.data}")
+    plot_ced({f"{args.model.name} [{head}, {runtime}]": np.asarray(report["per_image_nme"]) / 100},
+             args.report.with_suffix(".ced.png"), title=f"CED on {args.data}")
     print(f"{args.data}: n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
-          f"-> {args.report}")
+          f"({runtime}) -> {args.report}")
     return report

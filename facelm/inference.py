@@ -15,19 +15,28 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def predict_faces(
-    run_batch: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks (N, K, 2) in image pixels and confidences (N, K) in [0, 1].
+def eval_crops(images: list[np.ndarray], boxes: list[np.ndarray], size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Normalised model inputs (N, 3, S, S) under the eval crop rule, and each image-to-crop affine.
 
     `boxes` are what the crop rule is applied to: ground-truth landmarks (eval) or a mapped detector box.
     """
-    points, confidences = [], []
-    for start in range(0, len(images), batch_size):
-        matrices = [eval_crop_matrix(b, size) for b in boxes[start : start + batch_size]]
-        crops = [warp_image(img, m, size) for img, m in zip(images[start : start + batch_size], matrices)]
-        out = run_batch(np.stack([normalise_crop(c) for c in crops]))
-        for o, m in zip(out, matrices):
-            points.append(crop_to_image(o[:, :2], m, size))
-            confidences.append(sigmoid(o[:, 2]))
-    return np.stack(points), np.stack(confidences)
+    matrices = [eval_crop_matrix(b, size) for b in boxes]
+    crops = np.stack([normalise_crop(warp_image(img, m, size)) for img, m in zip(images, matrices)])
+    return crops, matrices
+
+
+def run_batched(run_batch: BatchFn, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.concatenate([run_batch(crops[i: i + batch_size]) for i in range(0, len(crops), batch_size)])
+
+
+def to_image(outputs: np.ndarray, matrices: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks (N, K, 2) in image pixels and confidences (N, K) in [0, 1] from raw (N, K, 3) outputs."""
+    points = np.stack([crop_to_image(o[:, :2], m, size) for o, m in zip(outputs, matrices)])
+    return points, sigmoid(outputs[..., 2])
+
+
+def predict_faces(
+    run_batch: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    crops, matrices = eval_crops(images, boxes, size)
+    return to_image(run_batched(run_batch, crops, batch_size), matrices, size)

@@ -26,6 +26,10 @@ def auc_at(nme: np.ndarray, limit: float = CED_LIMIT) -> float:
     return float(np.trapezoid(ced, thresholds) / limit)
 
 
+def format_rho(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence: np.ndarray | None = None) -> dict:
     """The JSON report: n, nme/fr10 in percent, auc10 in [0, 1], per-region NME, per-image NME."""
     errors = point_errors(pred, gt, scheme)
@@ -40,5 +44,6 @@ def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence
         "per_image_nme": [float(v * 100) for v in nme],
     }
     if confidence is not None:
-        report["spearman_conf_error"] = float(spearmanr(confidence.ravel(), errors.ravel()).statistic)
+        rho = float(spearmanr(confidence.ravel(), errors.ravel()).statistic) if np.ptp(confidence) > 0 else float("nan")
+        report["spearman_conf_error"] = rho if np.isfinite(rho) else None  # undefined for constant confidence
     return report

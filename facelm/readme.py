@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from facelm.errors import UserError
+from facelm.metrics import format_rho
 
 
 def _teacher(report: dict) -> str:
@@ -19,7 +20,7 @@ def _teacher(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
         f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, "
         f"{cfg['epochs']} ep, {cfg['loss']}) | {m['data']} ({m['n']}) | {m['nme']:.3f} | {m['fr10']:.2f} | "
-        f"{m['auc10']:.4f} | {m['spearman_conf_error']:.3f} | fp16 | {m['train_wall_seconds'] / 60:.0f} min | "
+        f"{m['auc10']:.4f} | {format_rho(m['spearman_conf_error'])} | fp16 | {m['train_wall_seconds'] / 60:.0f} min | "
         f"{m['train_img_per_s']:.0f} |",
         "",
         "NME on the test set against training epochs (the curve behind `docs/teacher_resnet18_training_curves.png`):",
@@ -33,13 +34,11 @@ def _teacher(report: dict) -> str:
 
 
 def _ablation(report: dict) -> str:
+    from teacher.ablation import markdown_table
+
     s = report["schedule"]
-    head = (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
-            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n")
-    rows = ["| loss | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |", "|---|---|---|---|---|"]
-    rows += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {r['spearman_conf_error']:.3f} |"
-             for r in report["rows"]]
-    return head + "\n".join(rows)
+    return (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
+            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n" + markdown_table(report["rows"]).rstrip("\n"))
 
 
 def _loader(report: dict) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from facelm.errors import UserError
+from facelm.metrics import format_rho
 from facelm.runs import write_json
 
 COMPARED_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "seed", "source", "data")
@@ -42,7 +43,7 @@ def ablation_rows(runs: list[Path]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| loss | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {r['spearman_conf_error']:.3f} |"
+    lines += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} |"
               for r in rows]
     return "\n".join(lines) + "\n"
 

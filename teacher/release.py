@@ -10,6 +10,7 @@ from pathlib import Path
 from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
+from facelm.metrics import format_rho
 from facelm.runs import write_json
 
 
@@ -62,7 +63,7 @@ Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_pe
 ## Metrics (head `{metrics.get('head', args['eval_head'])}`, eval crop from ground-truth landmarks)
 | NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
 |---|---|---|---|
-| {metrics['nme']:.3f}% | {metrics['fr10']:.2f}% | {metrics['auc10']:.4f} | {metrics['spearman_conf_error']:.3f} |
+| {metrics['nme']:.3f}% | {metrics['fr10']:.2f}% | {metrics['auc10']:.4f} | {format_rho(metrics['spearman_conf_error'])} |
 
 Per region: {regions}.
 

@@ -18,6 +18,7 @@ from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teac
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.losses import get_coord_loss, landmark_loss
+from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
@@ -136,5 +137,5 @@ def main(args: argparse.Namespace) -> dict:
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "eval_report.json", report)
         log.info(f"final: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
-                 f"Spearman(conf, err) {report['spearman_conf_error']:.3f}")
+                 f"Spearman(conf, err) {format_rho(report['spearman_conf_error'])}")
     return {"run_dir": str(run_dir), **report}

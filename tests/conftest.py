@@ -30,19 +30,28 @@ def write_pts(path: Path, points) -> None:
     path.write_text(f"version: 1\nn_points:  {len(points)}\n{{\n{body}\n}}\n")
 
 
-@pytest.fixture(scope="session")
-def tiny_300w(tmp_path_factory) -> Path:
-    """Twelve synthetic faces in the 300-W layout: noise images, a jittered 68-point template."""
+def write_300w_folder(folder: Path, n: int, seed: int = 0) -> Path:
+    """`n` synthetic faces in the 300-W layout: noise images, a jittered 68-point template."""
     import cv2
     import numpy as np
 
-    folder = tmp_path_factory.mktemp("tiny_300w")
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
     template = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 30 + 48
     template[36], template[45] = (30, 40), (66, 40)
-    for i in range(12):
+    for i in range(n):
         image = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f"face_{i:02d}.jpg"), image)
-        write_pts(folder / f"face_{i:02d}.pts", template + rng.normal(0, 1.5, template.shape))
+        cv2.imwrite(str(folder / f"face_{i:03d}.jpg"), image)
+        write_pts(folder / f"face_{i:03d}.pts", template + rng.normal(0, 1.5, template.shape))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_300w(tmp_path_factory) -> Path:
+    return write_300w_folder(tmp_path_factory.mktemp("tiny_300w"), 12)
+
+
+@pytest.fixture(scope="session")
+def calib_300w(tmp_path_factory) -> Path:
+    """Enough synthetic faces (200) to satisfy the int8 calibration minimum."""
+    return write_300w_folder(tmp_path_factory.mktemp("calib_300w"), 200, seed=1)

@@ -1,0 +1,158 @@
+"""`facelm export`: a student checkpoint to every deployment format, each verified against PyTorch on real faces.
+
+    facelm export --checkpoint weights/student_mobilenetv2_050.pt --out weights/export [--formats onnx_fp32 ...]
+
+Writes `<stem><suffix>` plus `<file>.json` (the contract sidecar) per format, and `export_report.json` / `.md`.
+A format whose converter fails, or whose |delta NME| breaks its tolerance, fails the command after all formats ran.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.exporters import ExportContext, run_export
+from facelm.annotations import load_annotations
+from facelm.checkpoint import load_model
+from facelm.contract import artefact_meta
+from facelm.dataset import decode_all
+from facelm.errors import UserError
+from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.formats import FORMATS, get_format
+from facelm.inference import eval_crops, run_batched, to_image
+from facelm.metrics import landmark_report
+from facelm.models import SingleHead
+from facelm.runs import provenance, write_json
+from facelm.schemes import get_scheme
+from facelm.stage import RELEASED_STUDENT
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm export", add_help=add_help)
+    p.add_argument("--checkpoint", type=Path, default=RELEASED_STUDENT, help=f"checkpoint (default: {RELEASED_STUDENT})")
+    p.add_argument("--head", default=None, help="head to export (default: the checkpoint's first)")
+    p.add_argument("--out", type=Path, default=Path("runs/export"), help="output folder (default: runs/export)")
+    p.add_argument("--formats", nargs="+", default=[f.name for f in FORMATS],
+                   help=f"formats (default: all: {' '.join(f.name for f in FORMATS)})")
+    p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
+    p.add_argument("--calib-data", type=Path, default=None, help="calibration faces (default: DATA/300w/trainset)")
+    p.add_argument("--calib-count", type=int, default=256, help="calibration crops, at least 200 (default: 256)")
+    p.add_argument("--verify-data", type=Path, default=None, help="verification faces (default: DATA/300w/testset)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="FORMAT=POINTS",
+                   help="override a format's |delta NME| tolerance, e.g. onnx_int8=0.2")
+    return p
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tolerances(overrides: list[str]) -> dict[str, float]:
+    table = {f.name: f.tolerance for f in FORMATS}
+    for text in overrides:
+        name, _, value = text.partition("=")
+        get_format(name)
+        try:
+            table[name] = float(value)
+        except ValueError:
+            raise UserError(f"--tolerance {text!r}: expected FORMAT=POINTS, e.g. onnx_int8=0.2") from None
+    return table
+
+
+def calibration_crops(folder: Path, scheme, size: int, count: int) -> np.ndarray:
+    """The first `count` faces (sorted by file) of a training split, under the eval crop rule: real inputs."""
+    if count < 200:
+        raise UserError(f"--calib-count {count}: calibrate on at least 200 real face crops")
+    if not folder.exists():
+        raise UserError(f"calibration folder {folder} not found; set DATA or pass --calib-data")
+    samples = load_annotations(folder, scheme)[:count]
+    if len(samples) < 200:
+        raise UserError(f"{folder}: {len(samples)} faces, calibration needs at least 200")
+    crops, _ = eval_crops(decode_all([s.image for s in samples]), [s.points for s in samples], size)
+    return crops
+
+
+def verify(row: dict, artefact: Path, eval_set: EvalSet, crops: np.ndarray, matrices, torch_out: np.ndarray,
+           torch_report: dict, size: int, tolerance: float) -> dict:
+    """Run the artefact with its own runtime on every verification face and compare with PyTorch."""
+    from facelm.runtimes import load_exported
+
+    run, _ = load_exported(artefact)
+    out = run_batched(run, crops)
+    points, confidence = to_image(out, matrices, size)
+    report = landmark_report(points, eval_set.gt, eval_set.scheme, confidence)
+    diff_px = np.linalg.norm(out[..., :2] - torch_out[..., :2], axis=-1) * size
+    delta = report["nme"] - torch_report["nme"]
+    row.update(nme=report["nme"], fr10=report["fr10"], auc10=report["auc10"], delta_nme=delta,
+               max_abs_px=float(diff_px.max()), mean_abs_px=float(diff_px.mean()), tolerance=tolerance)
+    if abs(delta) > tolerance:
+        row.update(status="failed", error=f"|delta NME| {abs(delta):.3f} > tolerance {tolerance}")
+    return row
+
+
+def markdown(rows: list[dict], torch_report: dict, size: int) -> str:
+    lines = [f"PyTorch: NME {torch_report['nme']:.3f}%, FR@10 {torch_report['fr10']:.2f}%, AUC@10 {torch_report['auc10']:.4f} "
+             f"on {torch_report['n']} faces; point differences in pixels at {size} px.", "",
+             "| format | status | file | MB | precision | runtime | NME % | delta NME | max px | mean px | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["status"] == "ok" or "nme" in r:
+            lines.append(f"| {r['format']} | {r['status']} | {r.get('file', '')} | {r.get('size_mb', 0):.3f} | "
+                         f"{r['precision']} | {r['runtime']} | {r['nme']:.3f} | {r['delta_nme']:+.3f} | {r['max_abs_px']:.3f} | "
+                         f"{r['mean_abs_px']:.4f} | {r['seconds']:.1f} |")
+        else:
+            lines.append(f"| {r['format']} | {r['status']}: {r['error']} | | | {r['precision']} | {r['runtime']} | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> list[dict]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.manual_seed(0)
+    formats = [get_format(name) for name in args.formats]
+    limits = tolerances(args.tolerance)
+    model, payload = load_model(args.checkpoint)
+    spec = payload["spec"]
+    head = args.head or next(iter(spec["heads"]))
+    if head not in spec["heads"]:
+        raise UserError(f"{args.checkpoint}: no head {head!r}; it has {', '.join(spec['heads'])}")
+    if spec["arch"].startswith("resnet"):
+        raise UserError(f"{args.checkpoint}: a {spec['arch']} teacher; export a student checkpoint (facelm train-student)")
+    size = spec["input_size"]
+    data = Path(args.data) if args.data else None
+    calib_dir = args.calib_data or (data / "300w" / "trainset" if data else None)
+    verify_dir = args.verify_data or (data / "300w" / "testset" if data else None)
+    if calib_dir is None or verify_dir is None:
+        raise UserError("no data: set DATA or pass --calib-data and --verify-data")
+    eval_set = EvalSet(verify_dir, get_scheme(spec["heads"][head]))
+    calibration = calibration_crops(calib_dir, eval_set.scheme, size, args.calib_count)
+
+    single = SingleHead(model, head).eval()
+    training = {k: payload.get(k, {}).get("sha256") for k in ("data_fingerprint", "teacher_fingerprint") if payload.get(k)}
+    meta = artefact_meta(spec, head, sha256_of(args.checkpoint), training)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ctx = ExportContext(single, meta, args.out, f"{spec['arch']}_{head}_{size}", calibration)
+    crops, matrices = eval_crops(eval_set.images, list(eval_set.gt), size)
+    torch_out = run_batched(torch_batch_fn(single), crops)
+    torch_report = landmark_report(*to_image(torch_out, matrices, size)[:1], eval_set.gt, eval_set.scheme)
+    rows = []
+    for fmt in formats:
+        row = run_export(ctx, fmt)
+        if row["status"] == "ok":
+            row = verify(row, ctx.done[fmt.name], eval_set, crops, matrices, torch_out, torch_report, size, limits[fmt.name])
+        rows.append(row)
+    report = {"checkpoint": str(args.checkpoint), "head": head, "spec": spec, "verify_data": str(verify_dir),
+              "calib_data": str(calib_dir), "calib_count": len(calibration), "torch": {k: v for k, v in torch_report.items()
+              if k != "per_image_nme"}, "rows": rows, **provenance()}
+    write_json(args.out / "export_report.json", report)
+    table = markdown(rows, torch_report, size)
+    (args.out / "export_report.md").write_text(table)
+    print(table)
+    failed = [r["format"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise UserError(f"{len(failed)} format(s) failed: {', '.join(failed)}; see {args.out / 'export_report.md'}")
+    return rows

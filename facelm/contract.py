@@ -1,0 +1,91 @@
+"""The contract every exported model carries: a metadata sidecar `<artefact>.json` (also embedded where the format
+allows). A mobile developer needs nothing else to feed the model and read its output. numpy-free and torch-free."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from facelm import __version__
+from facelm.errors import UserError
+from facelm.geometry import EVAL_CROP_SCALE
+from facelm.preprocess import INPUT_MEAN, INPUT_STD
+from facelm.schemes import get_scheme
+
+CONTRACT_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files in sorted order (an .mlpackage is a directory)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        if path.is_dir():
+            digest.update(str(item.relative_to(path)).encode())
+        digest.update(item.read_bytes())
+    return digest.hexdigest()
+
+
+def artefact_meta(spec: dict, head: str, checkpoint_sha256: str, training: dict, layout: str = "NCHW") -> dict:
+    """Everything about inputs and outputs that does not depend on the format; `finalise_meta` adds the rest."""
+    scheme = get_scheme(spec["heads"][head])
+    size = spec["input_size"]
+    shape = [1, 3, size, size] if layout == "NCHW" else [1, size, size, 3]
+    return {
+        "facelm_contract": CONTRACT_VERSION,
+        "facelm_version": __version__,
+        "input": {
+            "name": "image", "shape": shape, "layout": layout, "dtype": "float32", "channel_order": "RGB",
+            "mean": list(INPUT_MEAN), "std": list(INPUT_STD),
+            "normalisation": "x = (pixel - mean) / std per channel, pixel in 0..255",
+        },
+        "crop": {
+            "scale": EVAL_CROP_SCALE,
+            "rule": f"square of side {EVAL_CROP_SCALE} x max(width, height) of the landmark box (or a detector box "
+                    "mapped to it), centred on that box, resampled bilinearly to the input size; outside the image is 0",
+        },
+        "output": {
+            "name": "landmarks", "shape": [1, scheme.n_points, 3], "layout": "per point: x, y, confidence logit",
+            "coordinates": "crop-normalised: u = (x_crop + 0.5) / size, so 0 and 1 are the crop's outer edges",
+            "to_image": "x_crop = u * size - 0.5, then the inverse of the image-to-crop affine",
+            "confidence": "sigmoid(logit): predicted point quality, exp(-error / 2 px at 112) in training",
+        },
+        "scheme": {"name": scheme.name, "n_points": scheme.n_points, "flip_perm": list(scheme.flip_perm),
+                   "eye_corners": list(scheme.eye_corners)},
+        "model": {"arch": spec["arch"], "head": head, "input_size": size, "checkpoint_sha256": checkpoint_sha256,
+                  "training": training},
+    }
+
+
+def finalise_meta(meta: dict, artefact: Path, fmt: str, precision: str, converter: str, runtime: str) -> dict:
+    return {**meta, "format": fmt, "precision": precision, "converter": converter, "runtime": runtime,
+            "file": Path(artefact).name, "sha256": file_sha256(artefact)}
+
+
+def sidecar_path(artefact: Path) -> Path:
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.name + ".json")
+
+
+def write_sidecar(artefact: Path, meta: dict) -> Path:
+    path = sidecar_path(artefact)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def read_sidecar(artefact: Path, check_hash: bool = True) -> dict:
+    """The sidecar of an exported model, checked against this facelm's contract version and the file's hash."""
+    path = sidecar_path(artefact)
+    if not path.is_file():
+        raise UserError(f"{artefact}: no metadata sidecar {path.name} beside it; re-export with 'facelm export'")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if meta.get("facelm_contract") != CONTRACT_VERSION:
+        raise UserError(f"{path}: contract v{meta.get('facelm_contract')} but this facelm reads v{CONTRACT_VERSION}; "
+                        "re-export the model with this version")
+    if check_hash and meta.get("sha256") != file_sha256(artefact):
+        raise UserError(f"{artefact}: sha256 does not match its sidecar; the file was changed or is corrupt")
+    return meta
