@@ -1,6 +1,8 @@
 # facelm: `make setup`, `make teacher`, `make test`. DATA points at the data root (see README).
 DATA ?= ../shared/data
 VENV ?= .venv
+# The development environment: tests and the export toolchain. A training-only user can `pip install .` instead.
+EXTRAS ?= test,export
 PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
@@ -26,8 +28,8 @@ help:
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[test]"
-	touch $@
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	echo "$(EXTRAS)" > $@
 
 setup: $(VENV)/.installed
 
