@@ -45,7 +45,8 @@ def _loader(report: dict) -> str:
     rows = ["| workers | augmented img/s |", "|---|---|"]
     rows += [f"| {r['workers']} | {r['img_per_s']:.0f} |" for r in report["rows"]]
     return (f"{report['n_images']} faces decoded into memory in {report['decode_seconds']:.1f} s; "
-            f"{report['input_size']} px crops, {report['augmentations']}; {report['cores']} cores ({report['cpu']}).\n\n"
+            f"{report['input_size']} px crops, {report['augmentations']}; {report['machine']['cores']} cores "
+            f"({report['machine']['cpu']}).\n\n"
             + "\n".join(rows))
 
 

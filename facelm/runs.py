@@ -55,5 +55,26 @@ def jsonable_args(args) -> dict:
     return {k: _jsonable(v) for k, v in vars(args).items()}
 
 
+def machine() -> dict:
+    """Where a number was measured: CPU model, cores, OS, Python and (when loaded) torch."""
+    import os
+    import platform
+    import sys
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(), "python": platform.python_version()}
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
 def provenance() -> dict:
-    return {"facelm": __version__, "git_commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return {"facelm": __version__, "git_commit": git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "machine": machine()}

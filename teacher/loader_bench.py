@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -45,8 +44,7 @@ def main(args: argparse.Namespace) -> dict:
     dataset.reseed(0)
     rows = [{"workers": w, "img_per_s": images_per_second(dataset, w, args.batches)} for w in args.workers]
     report = {"input_size": args.input_size, "augmentations": "all (geometry + photometric)", "n_images": len(dataset),
-              "decode_seconds": decode_seconds, "rows": rows, "cpu": platform.processor() or platform.machine(),
-              "cores": os.cpu_count(), **provenance()}
+              "decode_seconds": decode_seconds, "rows": rows, **provenance()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report)
     print(f"decoded {len(dataset)} faces into memory in {decode_seconds:.1f}s")
