@@ -5,6 +5,7 @@ row (removing anything half-written), so exporting every format always finishes.
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -40,12 +41,10 @@ class ExportContext:
 
 
 def _set_onnx_metadata(model, meta: dict) -> None:
-    import json
-
+    """The format-independent contract under metadata_props key `facelm` (the sidecar adds the file's own hash)."""
     del model.metadata_props[:]
-    for key, value in (("facelm", json.dumps(meta, sort_keys=True)),):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "facelm", json.dumps(meta, sort_keys=True)
 
 
 def export_onnx_fp32(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:

@@ -8,7 +8,6 @@ A format whose converter fails, or whose |delta NME| breaks its tolerance, fails
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -27,7 +26,7 @@ from facelm.formats import FORMATS, get_format
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report
 from facelm.models import SingleHead
-from facelm.runs import provenance, write_json
+from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
 from facelm.stage import RELEASED_STUDENT
 
@@ -46,10 +45,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tolerance", action="append", default=[], metavar="FORMAT=POINTS",
                    help="override a format's |delta NME| tolerance, e.g. onnx_int8=0.2")
     return p
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def tolerances(overrides: list[str]) -> dict[str, float]:
@@ -133,7 +128,7 @@ def main(args: argparse.Namespace) -> list[dict]:
 
     single = SingleHead(model, head).eval()
     training = {k: payload.get(k, {}).get("sha256") for k in ("data_fingerprint", "teacher_fingerprint") if payload.get(k)}
-    meta = artefact_meta(spec, head, sha256_of(args.checkpoint), training)
+    meta = artefact_meta(spec, head, file_sha256(args.checkpoint), training)
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = ExportContext(single, meta, args.out, f"{spec['arch']}_{head}_{size}", calibration)
     crops, matrices = eval_crops(eval_set.images, list(eval_set.gt), size)

@@ -2,7 +2,6 @@
 allows). A mobile developer needs nothing else to feed the model and read its output. numpy-free and torch-free."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,21 +9,10 @@ from facelm import __version__
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.preprocess import INPUT_MEAN, INPUT_STD
+from facelm.runs import file_sha256
 from facelm.schemes import get_scheme
 
 CONTRACT_VERSION = 1
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, or of a directory's files in sorted order (an .mlpackage is a directory)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for item in files:
-        if path.is_dir():
-            digest.update(str(item.relative_to(path)).encode())
-        digest.update(item.read_bytes())
-    return digest.hexdigest()
 
 
 def artefact_meta(spec: dict, head: str, checkpoint_sha256: str, training: dict, layout: str = "NCHW") -> dict:

@@ -12,7 +12,6 @@ from pathlib import Path
 from facelm.errors import UserError
 from facelm.metrics import format_rho
 
-
 TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
 
 

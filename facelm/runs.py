@@ -1,6 +1,7 @@
 """Run folders: one per training run, holding config, data fingerprint, log, metrics, checkpoints and plots."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -18,6 +19,18 @@ def git_commit() -> str:
         return "unknown"
     sha = out.stdout.strip() or "unknown"
     return sha + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files in sorted order (an .mlpackage is a directory)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        if path.is_dir():
+            digest.update(str(item.relative_to(path)).encode())
+        digest.update(item.read_bytes())
+    return digest.hexdigest()
 
 
 def make_run_dir(root: Path, name: str) -> Path:

@@ -11,7 +11,6 @@ mistakes under them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
-from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.stage import RELEASED_TEACHER
 from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
 from student.pseudo import frame_prior, pseudo_sample_points, read_unlabelled
@@ -64,10 +63,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
     return p
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]:
@@ -135,7 +130,7 @@ def main(args: argparse.Namespace) -> dict:
     scheme_name, teacher_size = heads[args.teacher_head], teacher_payload["spec"]["input_size"]
     teacher_head = SingleHead(teacher, args.teacher_head).to(args.device).to(memory_format=torch.channels_last).eval()
     teacher_fn = torch_batch_fn(teacher_head, args.device)
-    teacher_sha = sha256_of(args.teacher)
+    teacher_sha = file_sha256(args.teacher)
 
     labelled = [load_source(s) for s in labelled_sources(args, scheme_name)]
     scheme = labelled[0].source.scheme

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.metrics import format_rho
-from facelm.runs import write_json
+from facelm.runs import file_sha256, write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -26,10 +25,6 @@ CARD_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_decay",
              "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed")
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
@@ -39,7 +34,7 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 
 Multi-head ResNet teacher for 2-D face landmarks, released by `facelm release-teacher --run {run}`.
 
-- File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{sha256_of(weights)}`
+- File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{file_sha256(weights)}`
 - Architecture: `{spec['arch']}`, input {spec['input_size']}x{spec['input_size']} RGB, heads {json.dumps(spec['heads'])}
   (head name: landmark scheme). Each head outputs per point `x, y` (crop-normalised, 0..1 across the crop) and a
   confidence logit (sigmoid = predicted quality, exp(-error / {args['conf_tau']} px) in training).
@@ -89,7 +84,7 @@ def main(args: argparse.Namespace) -> Path:
     card = args.out / f"{name}.md"
     card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec))
     history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
-    write_json(args.out / f"{name}.json", {"weights": weights.name, "sha256": sha256_of(weights), "spec": spec,
+    write_json(args.out / f"{name}.json", {"weights": weights.name, "sha256": file_sha256(weights), "spec": spec,
                                            "metrics": metrics, "history": history, "config": config,
                                            "data_fingerprint": fingerprint})
     args.docs.mkdir(parents=True, exist_ok=True)
