@@ -11,7 +11,7 @@ STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 
-.PHONY: setup teacher student export eval plot-losses ablation loader-bench release-teacher readme test all help
+.PHONY: setup teacher student export eval plot-losses ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -21,7 +21,7 @@ help:
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
 	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
-	@echo "make release-teacher RUN=dir   copy a run's weights + model card into weights/"
+	@echo "make release RUN=dir           copy a teacher or student run's weights + model card into weights/"
 	@echo "make readme                    refill README result tables from the committed reports"
 	@echo "make plot-losses               the loss-shape figure (docs/losses.png)"
 	@echo "make test                      the test suite"
@@ -57,8 +57,8 @@ ablation: setup
 loader-bench: setup
 	$(FACELM) loader-bench --data "$(DATA)" --json docs/results/loader.json
 
-release-teacher: setup
-	$(FACELM) release-teacher --run "$(RUN)" --out weights --docs docs
+release: setup
+	$(FACELM) release --run "$(RUN)" --out weights --docs docs
 
 readme: setup
 	$(FACELM) readme

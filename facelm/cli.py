@@ -12,11 +12,12 @@ from facelm.errors import UserError
 COMMANDS = {
     "teacher": ("teacher.stage", "teacher stage: train when DATA is present, else check the released weights"),
     "train-teacher": ("teacher.train", "train the multi-head ResNet teacher"),
-    "release-teacher": ("teacher.release", "copy a teacher run's weights to weights/ with a model card"),
     "ablation-report": ("teacher.ablation", "compare teacher runs that differ only in the loss"),
     "loader-bench": ("teacher.loader_bench", "augmented images per second of the training loader"),
     "student": ("student.stage", "student stage: distil when DATA is present, else check the released weights"),
     "train-student": ("student.train", "distil a depthwise student from the teacher (or train it on labels alone)"),
+    "student-report": ("student.report", "A/B (labels alone vs distilled) and family table from student runs"),
+    "release": ("facelm.release", "copy a teacher or student run's weights to weights/ with a model card"),
     "export": ("export.run", "export a student to every deployment format and verify each against PyTorch"),
     "eval": ("facelm.evaluation", "evaluate a model on any annotated folder; JSON report + CED plot"),
     "plot-losses": ("facelm.cli", "draw every coordinate loss against the error"),

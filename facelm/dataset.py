@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig, apply_geometry, photometric_pipeline, random_crop_matrix
 from facelm.errors import UserError
-from facelm.geometry import crop_to_normalised, eval_crop_matrix, rescale_crop_matrix, transform_points, warp_image
+from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points, warp_image
 from facelm.preprocess import normalise_crop
 from facelm.schemes import Scheme, get_scheme
 
@@ -97,6 +97,7 @@ class LoadedSource:
     samples: list[Sample]
     images: list[np.ndarray]
     weights: list[np.ndarray]
+    teacher: np.ndarray | None = None  # (N, K, 3): a teacher's x, y in image pixels and confidence logit
 
     def mean_crop_shape(self, size: int) -> np.ndarray:
         """Mean crop-normalised shape under the eval crop rule: where a new head starts."""
@@ -130,9 +131,8 @@ class LandmarkCrops(Dataset):
 
     Items carry `image` (3, S, S), `target` (K_max, 2) crop-normalised, `weight` (K_max,) and `head` (int).
     Heads with fewer points than K_max are padded with zero weight, so one batch may mix schemes.
-    With `teacher_size`, items also carry `teacher_image`: the same crop geometry (same square, rotation and
-    mirroring) at the teacher's input size and without photometric changes, so teacher outputs are targets in the
-    student's crop coordinates.
+    When every source carries teacher outputs, items also carry `teacher` (K_max, 3): the teacher's points moved
+    by exactly the same crop, rotation and mirroring as the image (crop-normalised), and its confidence logit.
     """
 
     def __init__(
@@ -142,19 +142,18 @@ class LandmarkCrops(Dataset):
         train: bool,
         geometry: GeometryConfig | None = None,
         photometric_strength: float = 1.0,
-        teacher_size: int | None = None,
     ):
         self.size = size
-        self.teacher_size = teacher_size
         self.train = train
         self.geometry = geometry or GeometryConfig()
         self.photometric = photometric_pipeline(photometric_strength) if train else None
         self.k_max = max(item.source.scheme.n_points for item in sources)
         self.flip_perms = [item.source.scheme.flip_perm for item in sources]
+        self.with_teacher = all(item.teacher is not None for item in sources)
         self.entries = [
-            (image, sample.points, weight, head)
+            (image, sample.points, weight, head, item.teacher[i] if self.with_teacher else None)
             for head, item in enumerate(sources)
-            for sample, image, weight in zip(item.samples, item.images, item.weights)
+            for i, (sample, image, weight) in enumerate(zip(item.samples, item.images, item.weights))
         ]
         self._rng = np.random.default_rng()
 
@@ -166,9 +165,10 @@ class LandmarkCrops(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-        """Geometry only: uint8 RGB crop, crop-pixel points, weights, head and the image->crop affine."""
-        image, points, weight, head = self.entries[index]
+    def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, bool]:
+        """Geometry only: uint8 RGB crop, crop-pixel points, weights, head, the image->crop affine and mirroring."""
+        image, points, weight, head, _ = self.entries[index]
+        flip = False
         if self.train:
             matrix, flip = random_crop_matrix(points, self.size, self.geometry, self._rng)
             crop, moved = apply_geometry(image, points, matrix, flip, self.flip_perms[head], self.size)
@@ -178,19 +178,26 @@ class LandmarkCrops(Dataset):
             matrix = eval_crop_matrix(points, self.size)
             crop = warp_image(image, matrix, self.size)
             moved = transform_points(points, matrix)
-        return crop, moved, weight, head, matrix
+        return crop, moved, weight, head, matrix, flip
+
+    def teacher_target(self, index: int, matrix: np.ndarray, flip: bool) -> np.ndarray:
+        """The teacher's outputs under the item's own crop: points through the same affine, renumbered if mirrored."""
+        teacher, head = self.entries[index][4], self.entries[index][3]
+        order = list(self.flip_perms[head]) if flip else slice(None)
+        out = np.zeros((self.k_max, 3), np.float32)
+        out[: len(teacher), :2] = crop_to_normalised(transform_points(teacher[:, :2], matrix), self.size)[order]
+        out[: len(teacher), 2] = teacher[order, 2]
+        return out
 
     def __getitem__(self, index: int) -> dict:
-        crop, points, weight, head, matrix = self.crop(index)
+        crop, points, weight, head, matrix, flip = self.crop(index)
         target = np.zeros((self.k_max, 2), np.float32)
         mask = np.zeros(self.k_max, np.float32)
         target[: len(points)] = crop_to_normalised(points, self.size)
         mask[: len(points)] = weight
         item = {"target": torch.from_numpy(target), "weight": torch.from_numpy(mask), "head": head}
-        if self.teacher_size:
-            teacher_matrix = rescale_crop_matrix(matrix, self.size, self.teacher_size)
-            teacher_crop = warp_image(self.entries[index][0], teacher_matrix, self.teacher_size)
-            item["teacher_image"] = torch.from_numpy(normalise_crop(teacher_crop))
+        if self.with_teacher:
+            item["teacher"] = torch.from_numpy(self.teacher_target(index, matrix, flip))
         if self.photometric is not None:
             crop = self.photometric(image=crop)["image"]
         item["image"] = torch.from_numpy(normalise_crop(crop))

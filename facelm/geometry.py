@@ -48,13 +48,6 @@ def eval_crop_matrix(points_or_box: np.ndarray, size: int, scale: float = EVAL_C
     return crop_matrix((cx, cy), side * scale, size)
 
 
-def rescale_crop_matrix(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
-    """The same crop square sampled at `new_size` pixels: crop-normalised coordinates are unchanged."""
-    r = new_size / size
-    rescale = np.array([[r, 0.0, 0.5 * r - 0.5], [0.0, r, 0.5 * r - 0.5], [0.0, 0.0, 1.0]])
-    return (rescale @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
-
-
 def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0

@@ -55,10 +55,30 @@ def _loader(report: dict) -> str:
             + "\n".join(rows))
 
 
+def _student_ab(report: dict) -> str:
+    from student.report import ab_markdown
+
+    s, verdict = report["schedule"], "passed" if report["passed"] else "not passed"
+    return (f"`{report['arch']}`, both arms on one schedule: {s['input_size']} px, {s['epochs']} epochs of "
+            f"{s['steps_per_epoch']} steps, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
+            f"{report['nme_gain']:+.3f} NME points; bar ({report['bar']}): {verdict}.\n\n" + ab_markdown(report).rstrip("\n"))
+
+
+def _student_families(report: dict) -> str:
+    from student.report import families_markdown
+
+    s = report["schedule"]
+    return (f"All distilled on one schedule ({s['epochs']} epochs of {s['steps_per_epoch']} steps at {s['input_size']} px); "
+            "MFLOPs = 2 x multiply-accumulates of the shipped single-head graph.\n\n"
+            + families_markdown(report["rows"]).rstrip("\n"))
+
+
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
     "ablation": (Path("docs/results/ablation.json"), _ablation),
     "loader": (Path("docs/results/loader.json"), _loader),
+    "student-ab": (Path("docs/results/student_ab.json"), _student_ab),
+    "student-families": (Path("docs/results/student_families.json"), _student_families),
 }
 
 

@@ -96,9 +96,7 @@ def restore(checkpoint: dict, model, optimizer, scheduler, ema, log: logging.Log
 
 def batch_to(batch: dict, device: str) -> dict:
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    for key in ("image", "teacher_image"):
-        if key in moved:
-            moved[key] = moved[key].contiguous(memory_format=torch.channels_last)
+    moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
     return moved
 
 

@@ -1,8 +1,11 @@
-"""Crop geometry for unlabelled photos: a starting box, then the teacher's own landmarks, re-cropped until settled.
+"""Teacher targets on the canonical view, cached: labelled faces cropped by their ground truth, unlabelled photos
+by a starting box and then the teacher's own landmarks, re-cropped until settled.
 
-The points found here only place the crop (as ground truth does for labelled faces); the training targets come
-from the teacher run online on each augmented crop. Results are cached per (teacher file, image list), which is
-exact: the same teacher on the same images gives the same points.
+The teacher sees each face once, un-augmented, under the eval crop rule: the view it is most accurate on. Training
+moves its points with the same affine as the student's augmented crop (facelm.dataset.LandmarkCrops), which is
+exact geometry, so the outputs can be cached per (teacher, TTA, image list, boxes): the same teacher on the same
+images gives the same outputs. For unlabelled photos the teacher's points also place the crop, as ground truth
+does for labelled faces.
 """
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from facelm.annotations import IMAGE_SUFFIXES, Sample
-from facelm.dataset import decode_all
+from facelm.dataset import LoadedSource, decode_all
 from facelm.errors import UserError
 from facelm.geometry import landmark_box
-from facelm.inference import BatchFn, predict_faces
+from facelm.inference import BatchFn, eval_crops, run_batched, sigmoid, to_image
 
 BOX_COLUMNS = ["image", "x0", "y0", "x1", "y1"]
 
@@ -76,39 +79,63 @@ def starting_boxes(folder: UnlabelledFolder, images: list[np.ndarray], prior: np
     return boxes
 
 
+def canonical_outputs(run_teacher: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
+    """Teacher outputs (N, K, 3) on the eval-rule crop of each box: x, y in image pixels and the confidence logit."""
+    crops, matrices = eval_crops(images, boxes, size)
+    raw = run_batched(run_teacher, crops)
+    points, _ = to_image(raw, matrices, size)
+    return np.concatenate([points, raw[..., 2:]], axis=-1).astype(np.float32)
+
+
 def teacher_points(run_teacher: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int,
-                   passes: int = 3) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Landmarks (N, K, 2), confidences (N, K) and, per pass, the median box-centre move as a fraction of the box."""
+                   passes: int = 3) -> tuple[np.ndarray, list[float]]:
+    """Teacher outputs (N, K, 3) after re-cropping on its own landmarks `passes` times, and per pass the median
+    box-centre move as a fraction of the box."""
     moves, current = [], boxes
     for _ in range(passes):
-        points, confidence = predict_faces(run_teacher, images, current, size)
+        outputs = canonical_outputs(run_teacher, images, current, size)
         before = np.array([landmark_box(b.reshape(-1, 2)) for b in current])
-        after = np.array([landmark_box(p) for p in points])
+        after = np.array([landmark_box(p) for p in outputs[..., :2]])
         moves.append(float(np.median(np.linalg.norm(after[:, :2] - before[:, :2], axis=1) / np.maximum(after[:, 2], 1.0))))
-        current = list(points)
-    return points, confidence, moves
+        current = list(outputs[..., :2])
+    return outputs, moves
 
 
-def cache_key(teacher_sha: str, folder: UnlabelledFolder) -> str:
-    digest = hashlib.sha256(teacher_sha.encode())
-    for path in folder.images:
+def cache_key(teacher_key: str, images: list[Path], boxes: list[np.ndarray] | None = None) -> str:
+    digest = hashlib.sha256(teacher_key.encode())
+    for path in images:
         digest.update(path.name.encode())
         digest.update(str(path.stat().st_size).encode())
+    for box in boxes or []:
+        digest.update(np.ascontiguousarray(box, dtype=np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
-def pseudo_sample_points(folder: UnlabelledFolder, run_teacher: BatchFn, size: int, teacher_sha: str,
+def pseudo_sample_points(folder: UnlabelledFolder, run_teacher: BatchFn, size: int, teacher_key: str,
                          prior: np.ndarray | None, cache_dir: Path) -> tuple[list[np.ndarray], np.ndarray, dict]:
-    """Decoded images and the teacher's landmarks for one folder, cached in `cache_dir`; plus a summary."""
+    """Decoded images and the teacher's outputs (N, K, 3) for one unlabelled folder, cached; plus a summary."""
     images = decode_all(folder.images)
-    cache = Path(cache_dir) / f"pseudo-{folder.path.name}-{cache_key(teacher_sha, folder)}.npz"
+    cache = Path(cache_dir) / f"pseudo-{folder.path.name}-{cache_key(teacher_key, folder.images)}.npz"
     if cache.exists():
         stored = np.load(cache)
-        points, confidence, moves = stored["points"], stored["confidence"], stored["moves"].tolist()
+        outputs, moves = stored["outputs"], stored["moves"].tolist()
     else:
-        points, confidence, moves = teacher_points(run_teacher, images, starting_boxes(folder, images, prior), size)
+        outputs, moves = teacher_points(run_teacher, images, starting_boxes(folder, images, prior), size)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, points=points, confidence=confidence, moves=np.asarray(moves))
+        np.savez(cache, outputs=outputs, moves=np.asarray(moves))
     summary = {"path": str(folder.path), "n_images": len(images), "cache": str(cache),
-               "box_centre_move_per_pass": moves, "mean_teacher_confidence": float(confidence.mean())}
-    return images, points, summary
+               "box_centre_move_per_pass": moves, "mean_teacher_confidence": float(sigmoid(outputs[..., 2]).mean())}
+    return images, outputs, summary
+
+
+def labelled_outputs(loaded: LoadedSource, run_teacher: BatchFn, size: int, teacher_key: str, cache_dir: Path) -> np.ndarray:
+    """Teacher outputs (N, K, 3) on the eval-rule crop of each labelled face's ground-truth box, cached."""
+    paths = [s.image for s in loaded.samples]
+    boxes = [s.points for s in loaded.samples]
+    cache = Path(cache_dir) / f"labelled-{loaded.source.name}-{cache_key(teacher_key, paths, boxes)}.npz"
+    if cache.exists():
+        return np.load(cache)["outputs"]
+    outputs = canonical_outputs(run_teacher, loaded.images, boxes, size)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, outputs=outputs)
+    return outputs

@@ -1,17 +1,19 @@
 """Distil a depthwise student from the teacher, on labelled faces (ground truth + teacher) and unlabelled photos
 (teacher only). `--mode labels` trains the same student on the labels alone: the A arm of the A/B.
 
-    facelm train-student --data $DATA [--teacher weights/teacher_resnet18.pt] [--arch mobilenetv2_050] ...
+    facelm train-student --data $DATA [--teacher weights/teacher_resnet18.pt] [--arch mobilenetv2_025] ...
 
-The teacher runs online on every augmented batch. It sees the student's crop geometry (same square, rotation and
-mirroring) without the photometric changes: its targets are then in the student's coordinates, and it is as
-accurate as it can be, so the student learns to undo the lighting and noise rather than copy the teacher's
-mistakes under them.
+The teacher sees every face once, un-augmented, on the eval-rule crop (mirror-averaged with `--teacher-flip`),
+and its outputs are cached (student/pseudo.py). Each augmented student crop moves those points by its own affine
+and mirroring, which is exact, so the student learns the teacher's best answer under every augmentation and a
+distillation step costs what a label step costs: the teacher never runs inside the training loop.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +26,20 @@ from facelm.checkpoint import load_model, model_spec, read_checkpoint
 from facelm.dataset import LandmarkCrops, LoadedSource, Source, data_fingerprint, decode_all, load_source, seed_worker
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.inference import flip_averaged
 from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.schemes import get_scheme
 from facelm.stage import RELEASED_TEACHER
 from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
-from student.pseudo import frame_prior, pseudo_sample_points, read_unlabelled
+from student.pseudo import frame_prior, labelled_outputs, pseudo_sample_points, read_unlabelled
 
 UNLABELLED_DEFAULTS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
 STUDENTS = [m for m in list_models() if not m.startswith("resnet")]
+DEFAULT_STUDENT = "mobilenetv2_025"
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -42,7 +47,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
     p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
     p.add_argument("--teacher-head", default="300w", help="teacher head the student learns and ships (default: 300w)")
-    p.add_argument("--arch", default="mobilenetv2_050", choices=STUDENTS, help="student (default: mobilenetv2_050)")
+    p.add_argument("--arch", default=DEFAULT_STUDENT, choices=STUDENTS, help=f"student (default: {DEFAULT_STUDENT})")
     p.add_argument("--mode", default="distill", choices=["distill", "labels"],
                    help="distill: ground truth + teacher, unlabelled photos too; labels: ground truth alone (default: distill)")
     p.add_argument("--labelled", action="append", default=None,
@@ -52,6 +57,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--prior-source", type=Path, default=None,
                    help="labelled frames that place first crops in box-less folders (default: DATA/ytf68/train)")
     p.add_argument("--eval-data", type=Path, default=None, help="eval folder (default: DATA/300w/testset)")
+    p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=True,
+                   help="teacher targets are the mean of the crop and its mirror image (default: on)")
     p.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth loss (default: 1.0)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1.0)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
@@ -84,9 +91,10 @@ def unlabelled_folders(args: argparse.Namespace) -> list[Path]:
     return [Path(args.data) / rel for rel in UNLABELLED_DEFAULTS] if args.data else []
 
 
-def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_sha: str, prior_path: Path | None,
+def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_key: str, prior_path: Path | None,
                     scheme, cache: Path, log) -> tuple[list[LoadedSource], list[dict]]:
-    """Unlabelled folders as sources whose points (from the teacher) only place the crop; their label weights are 0."""
+    """Unlabelled folders as sources with teacher outputs; their points (the teacher's) only place the crop, and
+    their label weights are 0."""
     prior = None
     if prior_path is not None and prior_path.exists():
         prior_samples = load_annotations(prior_path, scheme)
@@ -94,28 +102,26 @@ def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_
     loaded, summaries = [], []
     for path in folders:
         folder = read_unlabelled(path)
-        images, points, summary = pseudo_sample_points(folder, teacher_fn, teacher_size, teacher_sha, prior, cache)
+        images, outputs, summary = pseudo_sample_points(folder, teacher_fn, teacher_size, teacher_key, prior, cache)
         log.info(f"unlabelled {path}: {len(images)} photos, box-centre move per teacher pass "
                  f"{', '.join(f'{m:.3f}' for m in summary['box_centre_move_per_pass'])}")
-        samples = [Sample(image=p, points=pts) for p, pts in zip(folder.images, points)]
+        samples = [Sample(image=p, points=out[:, :2]) for p, out in zip(folder.images, outputs)]
         zeros = [np.zeros(scheme.n_points, np.float32) for _ in samples]
-        loaded.append(LoadedSource(Source(f"unlabelled-{path.name}", scheme, path), samples, images, zeros))
+        loaded.append(LoadedSource(Source(f"unlabelled-{path.name}", scheme, path), samples, images, zeros, outputs))
         summaries.append(summary)
     return loaded, summaries
 
 
-def student_loss(model: LandmarkNet, teacher_head: torch.nn.Module | None, batch: dict, args: argparse.Namespace,
-                 coord_loss) -> tuple[torch.Tensor, dict]:
-    """Ground-truth loss where labels exist (label weight 0 elsewhere), plus, with a teacher, the distillation loss."""
+def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coord_loss) -> tuple[torch.Tensor, dict]:
+    """Ground-truth loss where labels exist (label weight 0 elsewhere), plus the distillation loss on the cached
+    teacher targets when the batch carries them (distill mode)."""
     pred = model.forward_head(model.forward_features(batch["image"]), args.teacher_head)
     k = pred.shape[1]
     gt, parts = landmark_loss(pred, batch["target"][:, :k], batch["weight"][:, :k], args.input_size, coord_loss,
                               args.conf_weight, args.conf_tau)
-    if teacher_head is None:
+    if "teacher" not in batch:
         return gt, parts
-    with torch.no_grad():
-        target = teacher_head(batch["teacher_image"])
-    kd, kd_parts = distillation_loss(pred, target, args.input_size, coord_loss, args.kd_conf_weight)
+    kd, kd_parts = distillation_loss(pred, batch["teacher"][:, :k], args.input_size, coord_loss, args.kd_conf_weight)
     return args.gt_weight * gt + args.kd_weight * kd, {**parts, **kd_parts}
 
 
@@ -129,17 +135,25 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError(f"{args.teacher}: no head {args.teacher_head!r}; it has {', '.join(heads)}")
     scheme_name, teacher_size = heads[args.teacher_head], teacher_payload["spec"]["input_size"]
     teacher_head = SingleHead(teacher, args.teacher_head).to(args.device).to(memory_format=torch.channels_last).eval()
-    teacher_fn = torch_batch_fn(teacher_head, args.device)
+    teacher_plain = torch_batch_fn(teacher_head, args.device)
+    scheme = get_scheme(scheme_name)
+    teacher_fn = flip_averaged(teacher_plain, scheme.flip_perm) if args.teacher_flip else teacher_plain
     teacher_sha = file_sha256(args.teacher)
+    teacher_key = f"{teacher_sha}-{'flip' if args.teacher_flip else 'plain'}"
 
     labelled = [load_source(s) for s in labelled_sources(args, scheme_name)]
-    scheme = labelled[0].source.scheme
     resume = read_checkpoint(args.resume) if args.resume else None
     run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
     log = run_logger(run_dir, "train")
     folders = unlabelled_folders(args)
     prior_path = args.prior_source or (Path(args.data) / "ytf68" / "train" if args.data else None)
-    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_sha, prior_path, scheme, args.cache, log)
+    started = time.time()
+    for item in labelled:
+        item.teacher = labelled_outputs(item, teacher_fn, teacher_size, teacher_key, args.cache)
+    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_key, prior_path, scheme, args.cache, log)
+    teacher_seconds = time.time() - started
+    log.info(f"teacher targets for {sum(len(i.samples) for i in labelled + unlabelled)} faces in {teacher_seconds:.0f} s "
+             f"(cached in {args.cache})")
     eval_path = args.eval_data or (Path(args.data) / "300w" / "testset" if args.data else None)
     eval_set = EvalSet(eval_path, scheme) if eval_path else None
 
@@ -147,7 +161,9 @@ def main(args: argparse.Namespace) -> dict:
     fingerprint = data_fingerprint(labelled + unlabelled)
     fingerprint["used_in_this_mode"] = [item.source.name for item in sources]
     teacher_fingerprint = {"path": str(args.teacher), "sha256": teacher_sha, "spec": teacher_payload["spec"],
-                           "head": args.teacher_head, "pseudo_landmarks": pseudo}
+                           "head": args.teacher_head, "flip_averaged": args.teacher_flip,
+                           "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
+                           "pseudo_landmarks": pseudo}
     write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
@@ -158,8 +174,9 @@ def main(args: argparse.Namespace) -> dict:
     spec = model_spec(model, args.arch, {args.teacher_head: scheme_name})
 
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
-    dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric,
-                            teacher_size=teacher_size if args.mode == "distill" else None)
+    if args.mode == "labels":
+        sources = [replace(item, teacher=None) for item in sources]
+    dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
     all_images = sum(len(item.samples) for item in labelled + unlabelled)
     steps_per_epoch = args.steps_per_epoch or all_images // args.batch_size
     sampler = RandomSampler(dataset, num_samples=steps_per_epoch * args.batch_size,
@@ -174,7 +191,7 @@ def main(args: argparse.Namespace) -> dict:
     coord_loss = get_coord_loss(args.loss)
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        return student_loss(model, teacher_head if args.mode == "distill" else None, batch, args, coord_loss)
+        return student_loss(model, batch, args, coord_loss)
 
     def evaluate(eval_model) -> dict:
         return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.teacher_head), args.device), args.input_size)[0]
@@ -191,13 +208,15 @@ def main(args: argparse.Namespace) -> dict:
     plot_training(history, run_dir / "training_curves.png")
     if not report:
         return {"run_dir": str(run_dir)}
-    teacher_report = eval_set.evaluate(teacher_fn, teacher_size)[0]
+    teacher_report = eval_set.evaluate(teacher_plain, teacher_size)[0]
+    targets_report = eval_set.evaluate(teacher_fn, teacher_size)[0]
     plot_ced({f"student {args.arch} ({args.mode})": np.asarray(report["per_image_nme"]) / 100,
               f"teacher {teacher_payload['spec']['arch']}": np.asarray(teacher_report["per_image_nme"]) / 100},
              run_dir / "ced.png", title=f"CED on {eval_path}")
     metrics = {key: value for key, value in report.items() if key != "per_image_nme"}
     metrics.update(mode=args.mode, arch=args.arch, teacher_nme=teacher_report["nme"],
                    teacher_fr10=teacher_report["fr10"], teacher_auc10=teacher_report["auc10"],
+                   teacher_targets_nme=targets_report["nme"], teacher_seconds=teacher_seconds,
                    train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
                    train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs, steps_per_epoch=steps_per_epoch)
     write_json(run_dir / "metrics.json", metrics)

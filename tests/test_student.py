@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from facelm.checkpoint import load_model, model_spec, save_checkpoint
 from facelm.cli import main as facelm
 from facelm.dataset import LandmarkCrops, Source, load_source
+from facelm.evaluation import torch_batch_fn
 from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
 from facelm.training import make_optimization
@@ -61,8 +62,8 @@ def test_teacher_refined_boxes_settle():
 
     images = [np.zeros((120, 160, 3), np.uint8)] * 3
     boxes = [np.array([[40.0, 30.0], [100.0, 90.0]]) + i for i in range(3)]
-    points, confidence, moves = teacher_points(fake_teacher, images, boxes, size=64, passes=3)
-    assert points.shape == (3, 68, 2) and confidence.shape == (3, 68)
+    outputs, moves = teacher_points(fake_teacher, images, boxes, size=64, passes=3)
+    assert outputs.shape == (3, 68, 3)
     assert moves[1] < 1e-3 and moves[2] < 1e-3
 
 
@@ -98,15 +99,61 @@ def tiny_unlabelled(tmp_path_factory):
     return folder
 
 
-def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher):
-    """The real training step (ground truth + online teacher on the teacher view) on one real batch, twice."""
+def test_teacher_targets_move_exactly_with_each_augmented_crop(tiny_300w):
+    """A teacher that reproduces the ground truth must give targets equal to the augmented ground truth,
+    through random crops, rotations and mirroring, with its confidences renumbered by the same flip."""
+    loaded = load_source(Source.parse(f"300w:68:{tiny_300w}"))
+    logits = np.tile(np.arange(68, dtype=np.float32), (len(loaded.samples), 1))[..., None]
+    loaded.teacher = np.concatenate([np.stack([s.points for s in loaded.samples]), logits], axis=-1)
+    crops = LandmarkCrops([loaded], 64, train=True)
+    crops.reseed(3)
+    flip_perm = np.asarray(loaded.source.scheme.flip_perm)
+    mirrored = 0
+    for index in range(len(crops)):
+        item = crops[index]
+        np.testing.assert_allclose(item["teacher"][:, :2].numpy(), item["target"].numpy(), atol=1e-5)
+        order = item["teacher"][:, 2].numpy()
+        assert np.array_equal(order, np.arange(68)) or np.array_equal(order, flip_perm)
+        mirrored += np.array_equal(order, flip_perm)
+    assert 0 < mirrored < len(crops)
+
+
+def test_flip_averaging_cancels_a_horizontal_bias():
+    """A model that is right up to a constant rightward shift on both a face and its mirror image: averaging the
+    two views (mirror renumbered by the flip permutation, u -> 1 - u) must give the true points."""
+    from facelm.inference import flip_averaged
+    from facelm.schemes import get_scheme
+
+    perm = list(get_scheme("68").flip_perm)
+    truth = np.random.default_rng(0).uniform(0.2, 0.8, (68, 2)).astype(np.float32)
+    truth_mirrored = np.stack([1 - truth[perm, 0], truth[perm, 1]], axis=1)
+
+    def biased_model(batch):
+        out = np.zeros((len(batch), 68, 3), np.float32)
+        for i, crop in enumerate(batch):
+            out[i, :, :2] = truth if crop[0, 0, 0] > 0 else truth_mirrored  # the marker pixel tells the view
+            out[i, :, 0] += 0.03
+        return out
+
+    face = np.zeros((1, 3, 8, 8), np.float32)
+    face[0, 0, 0, 0] = 1.0
+    out = flip_averaged(biased_model, tuple(perm))(face)
+    np.testing.assert_allclose(out[0, :, :2], truth, atol=1e-6)
+    assert np.abs(biased_model(face)[0, :, :2] - truth).max() > 0.02
+
+
+def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher, tmp_path):
+    """The real training step (ground truth + cached teacher targets) on one real batch: the loss goes down."""
     from student import train
+    from student.pseudo import labelled_outputs
 
     args = train.get_args_parser().parse_args(["--input-size", "64", "--lr", "3e-4", "--warmup-epochs", "0"])
     teacher, _ = load_model(tiny_teacher)
     teacher_head = SingleHead(teacher, "300w").eval()
     loaded = load_source(Source.parse(f"300w:68:{tiny_300w}"))
-    crops = LandmarkCrops([loaded], 64, train=True, teacher_size=64)
+    loaded.teacher = labelled_outputs(loaded, torch_batch_fn(teacher_head), 64, "tiny", tmp_path)
+    assert len(list(tmp_path.glob("labelled-300w-*.npz"))) == 1
+    crops = LandmarkCrops([loaded], 64, train=True)
     crops.reseed(0)
     batch = next(iter(DataLoader(crops, batch_size=8)))
     torch.manual_seed(0)
@@ -115,7 +162,7 @@ def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher):
     coord_loss = get_coord_loss(args.loss)
     losses = []
     for _ in range(3):
-        loss, parts = train.student_loss(student, teacher_head, batch, args, coord_loss)
+        loss, parts = train.student_loss(student, batch, args, coord_loss)
         losses.append(loss.item())
         optimizer.zero_grad()
         loss.backward()

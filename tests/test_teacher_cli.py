@@ -49,7 +49,7 @@ def test_eval_and_release(tiny_300w, trained_run, tmp_path):
     report = json.loads(report_path.read_text())
     assert report["n"] == 12 and report["head"] == "300w" and set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert report_path.with_suffix(".ced.png").is_file()
-    assert facelm(["release-teacher", "--run", str(trained_run), "--out", str(tmp_path / "weights"),
+    assert facelm(["release", "--run", str(trained_run), "--out", str(tmp_path / "weights"),
                    "--docs", str(tmp_path / "docs")]) == 0
     assert (tmp_path / "docs" / "teacher_resnet18_ced.png").is_file()
     assert json.loads((tmp_path / "weights" / "teacher_resnet18.json").read_text())["metrics"]["n"] == 12

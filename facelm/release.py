@@ -1,4 +1,5 @@
-"""Release a teacher run: fp16 EMA weights under weights/ with a model card built from the run folder."""
+"""Release a teacher or student run: fp16 EMA weights under weights/, a model card and a metrics JSON built from
+the run folder, and its plots under docs/. The card says what the run folder says, nothing typed by hand."""
 from __future__ import annotations
 
 import argparse
@@ -14,25 +15,43 @@ from facelm.runs import file_sha256, write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("facelm release-teacher", add_help=add_help)
-    p.add_argument("--run", type=Path, required=True, help="teacher run folder (holds last.pt, metrics.json, config.json)")
+    p = argparse.ArgumentParser("facelm release", add_help=add_help)
+    p.add_argument("--run", type=Path, required=True, help="teacher or student run folder (last.pt, metrics.json, config.json)")
     p.add_argument("--out", type=Path, default=Path("weights"), help="release folder (default: weights)")
     p.add_argument("--docs", type=Path, default=Path("docs"), help="where the run's plots are copied (default: docs)")
     return p
 
 
-CARD_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
-             "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed")
+CARD_ARGS = ("arch", "mode", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
+             "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
+             "gt_weight", "kd_weight", "kd_conf_weight", "steps_per_epoch")
+
+
+def release_name(spec: dict) -> str:
+    return f"{'teacher' if spec['arch'].startswith('resnet') else 'student'}_{spec['arch']}"
+
+
+def teacher_section(run: Path, metrics: dict) -> str:
+    """For a student: which teacher it learnt from, how, and how close it came."""
+    teacher = json.loads((run / "teacher_fingerprint.json").read_text())
+    return f"""
+## Teacher
+Distilled from `{teacher['path']}` (`{teacher['spec']['arch']}`, sha256 `{teacher['sha256'][:16]}`), head
+`{teacher['head']}`; teacher view: {teacher['view']}; mirror-averaged targets: {teacher['flip_averaged']}.
+On the same faces the teacher scores NME {metrics['teacher_nme']:.3f}% (its mirror-averaged targets
+{metrics['teacher_targets_nme']:.3f}%); this student is {metrics['nme'] - metrics['teacher_nme']:+.3f} points from it.
+"""
 
 
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
+    teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
                         for n, p in fingerprint["sources"].items())
     regions = ", ".join(f"{k} {v:.2f}%" for k, v in metrics["regions"].items())
     return f"""# {name}
 
-Multi-head ResNet teacher for 2-D face landmarks, released by `facelm release-teacher --run {run}`.
+2-D face landmark {'teacher' if spec['arch'].startswith('resnet') else 'student'}, released by `facelm release --run {run}`.
 
 - File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{file_sha256(weights)}`
 - Architecture: `{spec['arch']}`, input {spec['input_size']}x{spec['input_size']} RGB, heads {json.dumps(spec['heads'])}
@@ -54,8 +73,8 @@ Evaluation: `{metrics['data']}` ({metrics['n']} faces). No checkpoint selection 
 
 Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on the training machine
 (CPU unless the run's config says `--device cuda`).
-
-## Metrics (head `{metrics.get('head', args['eval_head'])}`, eval crop from ground-truth landmarks)
+{teacher}
+## Metrics (head `{metrics.get('head', args.get('eval_head', args.get('teacher_head')))}`, eval crop from ground-truth landmarks)
 | NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
 |---|---|---|---|
 | {metrics['nme']:.3f}% | {metrics['fr10']:.2f}% | {metrics['auc10']:.4f} | {format_rho(metrics['spearman_conf_error'])} |
@@ -63,21 +82,22 @@ Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_pe
 Per region: {regions}.
 
 ## Licence and intended use
-Trained on data licensed for non-commercial research only (iBUG 300-W / HELEN, YouTube Faces); the weights inherit
-that restriction.
+Trained on data licensed for non-commercial research only (sources: {', '.join(f'`{n}`' for n in fingerprint['sources'])};
+see the data README for each one's terms); the weights inherit that restriction.
 """
 
 
 def main(args: argparse.Namespace) -> Path:
     for needed in ("last.pt", "metrics.json", "config.json", "data_fingerprint.json"):
         if not (args.run / needed).is_file():
-            raise UserError(f"{args.run}: no {needed}; pass a finished teacher run folder")
+            raise UserError(f"{args.run}: no {needed}; pass a finished teacher or student run folder")
     model, payload = load_model(args.run / "last.pt", use_ema=True)
     spec = payload["spec"]
-    name = f"teacher_{spec['arch']}"
+    name = release_name(spec)
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = save_checkpoint(args.out / f"{name}.pt", model, spec, half=True,
-                              data_fingerprint=payload["data_fingerprint"], args=payload["args"], epoch=payload["epoch"])
+    extra = {k: payload[k] for k in ("teacher_fingerprint",) if payload.get(k)}
+    weights = save_checkpoint(args.out / f"{name}.pt", model, spec, half=True, data_fingerprint=payload["data_fingerprint"],
+                              args=payload["args"], epoch=payload["epoch"], **extra)
     config = json.loads((args.run / "config.json").read_text())
     metrics = json.loads((args.run / "metrics.json").read_text())
     fingerprint = json.loads((args.run / "data_fingerprint.json").read_text())

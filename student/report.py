@@ -1,0 +1,114 @@
+"""Student reports from finished run folders: the A/B (labels alone vs distilled, same student, schedule and data)
+and the family table (params, MFLOPs, size and accuracy of every student distilled on one, possibly shorter, schedule).
+
+    facelm student-report --runs runs/student --out docs/results
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from facelm.errors import UserError
+from facelm.metrics import format_rho
+from facelm.models.stats import model_stats
+from facelm.runs import write_json
+
+SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
+                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher")
+AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("facelm student-report", add_help=add_help)
+    p.add_argument("--runs", type=Path, default=Path("runs/student"), help="student runs (default: runs/student)")
+    p.add_argument("--ab-arch", default="mobilenetv2_025", help="student of the A/B (default: mobilenetv2_025)")
+    p.add_argument("--out", type=Path, default=Path("docs/results"), help="where student_ab.json / student_families.json go")
+    return p
+
+
+def run_rows(root: Path) -> list[dict]:
+    """One row per finished run (a metrics.json), with its schedule."""
+    rows = []
+    for metrics_path in sorted(root.glob("*/metrics.json")):
+        run = metrics_path.parent
+        args = json.loads((run / "config.json").read_text())["args"]
+        m = json.loads(metrics_path.read_text())
+        rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
+                     "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
+                     **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "train_img_per_s",
+                                          "train_wall_seconds")}})
+    if not rows:
+        raise UserError(f"{root}: no finished student runs (no */metrics.json); run 'facelm train-student' first")
+    return rows
+
+
+def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None) -> dict | None:
+    """The newest finished run of an arch and mode (on a given schedule)."""
+    found = [r for r in rows if r["arch"] == arch and r["mode"] == mode and (schedule is None or r["schedule"] == schedule)]
+    return found[-1] if found else None
+
+
+def ab_report(rows: list[dict], arch: str) -> dict:
+    distilled = latest(rows, arch, "distill")
+    if distilled is None:
+        raise UserError(f"no finished distill run of {arch}")
+    labels = latest(rows, arch, "labels", distilled["schedule"])
+    if labels is None:
+        raise UserError(f"no finished labels run of {arch} on the same schedule as {distilled['run']}")
+    gain = labels["nme"] - distilled["nme"]
+    passed = gain >= AB_MIN_GAIN and distilled["fr10"] <= labels["fr10"]
+    return {"arch": arch, "schedule": distilled["schedule"], "labels": labels, "distill": distilled,
+            "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
+
+
+def families_schedule(rows: list[dict]) -> dict:
+    """The schedule most students were distilled on (the family sweep may be shorter than the A/B)."""
+    by_schedule: dict[str, set] = {}
+    for r in rows:
+        if r["mode"] == "distill":
+            by_schedule.setdefault(json.dumps(r["schedule"], sort_keys=True), set()).add(r["arch"])
+    return json.loads(max(by_schedule, key=lambda key: len(by_schedule[key])))
+
+
+def families_report(rows: list[dict], schedule: dict) -> list[dict]:
+    """Every distilled student on one schedule, fewest FLOPs first, with params, MFLOPs and fp32 size."""
+    table = []
+    for arch in sorted({r["arch"] for r in rows}):
+        run = latest(rows, arch, "distill", schedule)
+        if run is not None:
+            stats = model_stats(arch, {"head": 68}, schedule["input_size"])
+            table.append({**run, "params": stats["params"], "mflops": 2 * stats["mmacs"], "fp32_mb": stats["fp32_mb"]})
+    return sorted(table, key=lambda r: r["mflops"])
+
+
+def ab_markdown(ab: dict) -> str:
+    lines = ["| arm | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|"]
+    for arm in ("labels", "distill"):
+        r = ab[arm]
+        lines.append(f"| {arm} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
+                     f"{r['train_img_per_s']:.0f} | {r['train_wall_seconds'] / 60:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def families_markdown(table: list[dict]) -> str:
+    lines = ["| student | params | MFLOPs | fp32 MB | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['params'] / 1e6:.2f} M | {r['mflops']:.1f} | {r['fp32_mb']:.2f} | {r['nme']:.3f} | "
+              f"{r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} |" for r in table]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> dict:
+    rows = run_rows(args.runs)
+    ab = ab_report(rows, args.ab_arch)
+    schedule = families_schedule(rows)
+    families = families_report(rows, schedule)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "student_ab.json", ab)
+    write_json(args.out / "student_families.json", {"schedule": schedule, "rows": families})
+    verdict = "passed" if ab["passed"] else "NOT passed"
+    print(f"A/B on {args.ab_arch}: distillation gains {ab['nme_gain']:+.3f} NME points ({verdict}: {ab['bar']})")
+    print(ab_markdown(ab))
+    print(families_markdown(families))
+    return {"ab": ab, "families": families}
