@@ -11,12 +11,13 @@ STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 
-.PHONY: setup teacher student export eval plot-losses ablation loader-bench release readme test all help
+.PHONY: setup teacher student student-report export eval plot-losses ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
 	@echo "make teacher DATA=...          train the teacher (released weights are used when DATA is absent)"
 	@echo "make student DATA=...          distil the default student from weights/teacher_resnet18.pt"
+	@echo "make student-report            A/B and family table from $(RUNS)/student into docs/results"
 	@echo "make export CHECKPOINT...      EXPORT_ARGS='--checkpoint f': every format, verified (needs facelm[export])"
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
@@ -40,6 +41,9 @@ teacher: setup
 
 student: setup
 	$(FACELM) student --data "$(DATA)" --out $(RUNS)/student $(STUDENT_ARGS)
+
+student-report: setup
+	$(FACELM) student-report --runs $(RUNS)/student --out docs/results
 
 export: setup
 	$(FACELM) export --data "$(DATA)" --out $(RUNS)/export $(EXPORT_ARGS)

@@ -13,6 +13,9 @@ from facelm.errors import UserError
 from facelm.metrics import format_rho
 
 TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
+STUDENT_TARGET_NME = 3.0
+STUDENT_MAX_MB = 2.0
+STUDENT_TEACHER_GAP = 0.3
 
 
 def _teacher(report: dict) -> str:
@@ -38,6 +41,29 @@ def _teacher(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _student(report: dict) -> str:
+    from facelm.models.stats import model_stats
+
+    m, cfg, spec = report["metrics"], report["config"]["args"], report["spec"]
+    stats = model_stats(spec["arch"], {"head": 68}, spec["input_size"])
+    bars = [
+        (f"NME at most {STUDENT_TARGET_NME}% (dlib's ERT: 2.95% at 99.7 MB)", m["nme"] <= STUDENT_TARGET_NME),
+        (f"fp32 weights at most {STUDENT_MAX_MB} MB ({stats['fp32_mb']:.2f} MB)", stats["fp32_mb"] <= STUDENT_MAX_MB),
+        (f"within {STUDENT_TEACHER_GAP} NME points of its teacher ({m['nme'] - m['teacher_nme']:+.3f})",
+         m["nme"] - m["teacher_nme"] <= STUDENT_TEACHER_GAP),
+    ]
+    return "\n".join([
+        "Bars: " + "; ".join(f"{text}: {'met' if ok else 'not met'}" for text, ok in bars) + ".",
+        "",
+        "| model | params | MFLOPs | fp32 MB | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | teacher NME % | train wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| `weights/{report['weights']}` ({spec['arch']}, {spec['input_size']} px, {cfg['mode']}, {cfg['epochs']} ep) | "
+        f"{stats['params'] / 1e6:.2f} M | {2 * stats['mmacs']:.1f} | {stats['fp32_mb']:.2f} | {m['nme']:.3f} | {m['fr10']:.2f} | "
+        f"{m['auc10']:.4f} | {format_rho(m['spearman_conf_error'])} | {m['teacher_nme']:.3f} | "
+        f"{m['train_wall_seconds'] / 60:.0f} min |",
+    ])
+
+
 def _ablation(report: dict) -> str:
     from teacher.ablation import markdown_table
 
@@ -58,10 +84,12 @@ def _loader(report: dict) -> str:
 def _student_ab(report: dict) -> str:
     from student.report import ab_markdown
 
-    s, verdict = report["schedule"], "passed" if report["passed"] else "not passed"
+    s, verdict, d = report["schedule"], "passed" if report["passed"] else "not passed", report["distill"]
     return (f"`{report['arch']}`, both arms on one schedule: {s['input_size']} px, {s['epochs']} epochs of "
             f"{s['steps_per_epoch']} steps, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
-            f"{report['nme_gain']:+.3f} NME points; bar ({report['bar']}): {verdict}.\n\n" + ab_markdown(report).rstrip("\n"))
+            f"{report['nme_gain']:+.3f} NME points; bar ({report['bar']}): {verdict}. Teacher on the same faces: "
+            f"{d['teacher_nme']:.3f}% NME, its mirror-averaged targets {d['teacher_targets_nme']:.3f}%; the distilled "
+            f"student is {d['nme'] - d['teacher_nme']:+.3f} points from the teacher.\n\n" + ab_markdown(report).rstrip("\n"))
 
 
 def _student_families(report: dict) -> str:
@@ -75,6 +103,7 @@ def _student_families(report: dict) -> str:
 
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
+    "student": (Path("weights/student_mobilenetv2_025.json"), _student),
     "ablation": (Path("docs/results/ablation.json"), _ablation),
     "loader": (Path("docs/results/loader.json"), _loader),
     "student-ab": (Path("docs/results/student_ab.json"), _student_ab),

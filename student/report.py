@@ -36,8 +36,8 @@ def run_rows(root: Path) -> list[dict]:
         m = json.loads(metrics_path.read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
                      "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
-                     **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "train_img_per_s",
-                                          "train_wall_seconds")}})
+                     **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
+                                          "train_img_per_s", "train_wall_seconds")}})
     if not rows:
         raise UserError(f"{root}: no finished student runs (no */metrics.json); run 'facelm train-student' first")
     return rows

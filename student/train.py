@@ -66,7 +66,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimizer steps per epoch, the same in both modes (default: labelled + unlabelled images / batch)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
-    add_training_args(p, epochs=30)
+    add_training_args(p, epochs=10)
     p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
     return p

@@ -1,5 +1,5 @@
-"""The committed release: the teacher weights reproduce their model card on the real test faces, and the README's
-result tables are exactly what the committed reports say."""
+"""The committed releases: teacher and student weights reproduce their model cards on the real test faces, and the
+README's result tables are exactly what the committed reports say."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from facelm.cli import main as facelm
 from facelm.readme import render
 
 ROOT = Path(__file__).resolve().parents[1]
-RELEASE = ROOT / "weights" / "teacher_resnet18.json"
+RELEASES = {"teacher_resnet18": 25e6, "student_mobilenetv2_025": 2e6}  # release -> largest allowed weights file
 
 
 def test_readme_results_match_the_committed_reports():
@@ -19,11 +19,12 @@ def test_readme_results_match_the_committed_reports():
     assert render(readme, ROOT) == readme, "README results are stale: run 'make readme'"
 
 
-def test_released_teacher_is_small_and_reproduces_its_card(data_root, tmp_path):
-    release = json.loads(RELEASE.read_text())
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_release_is_small_and_reproduces_its_card(name, data_root, tmp_path):
+    release = json.loads((ROOT / "weights" / f"{name}.json").read_text())
     weights = ROOT / "weights" / release["weights"]
-    assert weights.stat().st_size <= 25e6
-    report_path = tmp_path / "teacher.json"
+    assert weights.stat().st_size <= RELEASES[name]
+    report_path = tmp_path / f"{name}.json"
     assert facelm(["eval", "--model", str(weights), "--data", str(data_root / "300w" / "testset"),
                    "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())

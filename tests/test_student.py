@@ -172,19 +172,46 @@ def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher, tmp_pat
     assert losses[2] < losses[0], losses
 
 
+@pytest.fixture(scope="module")
+def student_runs(tiny_300w, tiny_teacher, tiny_unlabelled, tmp_path_factory):
+    """Both arms of the A/B on one schedule, in one runs folder: {mode: run folder}."""
+    root = tmp_path_factory.mktemp("students")
+    runs = {}
+    for mode in ("labels", "distill"):
+        assert facelm([
+            "train-student", "--teacher", str(tiny_teacher), "--labelled", f"300w:68:{tiny_300w}",
+            "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--arch", "mobilenetv2_025",
+            "--input-size", "48", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "2", "--workers", "0",
+            "--mode", mode, "--cache", str(root / "cache"), "--out", str(root / "runs"), "--name", mode,
+        ]) == 0
+        runs[mode] = next((root / "runs").glob(f"*-{mode}"))
+    return runs
+
+
 @pytest.mark.parametrize("mode", ["distill", "labels"])
-def test_student_run_writes_a_complete_run_folder(tiny_300w, tiny_teacher, tiny_unlabelled, tmp_path, mode):
-    assert facelm([
-        "train-student", "--teacher", str(tiny_teacher), "--labelled", f"300w:68:{tiny_300w}",
-        "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--arch", "mobilenetv2_025",
-        "--input-size", "48", "--batch-size", "4", "--epochs", "2", "--max-steps", "2", "--workers", "0",
-        "--mode", mode, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "runs"),
-    ]) == 0
-    (run,) = (tmp_path / "runs").iterdir()
+def test_student_run_writes_a_complete_run_folder(student_runs, mode):
+    run = student_runs[mode]
     for name in ("config.json", "data_fingerprint.json", "teacher_fingerprint.json", "metrics.json", "last.pt", "ced.png"):
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["mode"] == mode and metrics["steps_per_epoch"] == 2 and "teacher_nme" in metrics
-    assert len(list((tmp_path / "cache").glob("pseudo-*.npz"))) == 1  # the teacher's crop placement is cached
+    assert len(list((run.parents[1] / "cache").glob("pseudo-*.npz"))) == 1  # the teacher's outputs are cached
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert ("kd_coord" in rows[0]) == (mode == "distill")
+
+
+def test_student_report_and_release(student_runs, tmp_path):
+    runs_root = student_runs["distill"].parent
+    assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results")]) == 0
+    ab = json.loads((tmp_path / "results" / "student_ab.json").read_text())
+    assert ab["labels"]["run"] == str(student_runs["labels"]) and ab["distill"]["run"] == str(student_runs["distill"])
+    assert ab["nme_gain"] == pytest.approx(ab["labels"]["nme"] - ab["distill"]["nme"])
+    families = json.loads((tmp_path / "results" / "student_families.json").read_text())
+    assert [r["arch"] for r in families["rows"]] == ["mobilenetv2_025"] and families["rows"][0]["params"] > 0
+
+    assert facelm(["release", "--run", str(student_runs["distill"]), "--out", str(tmp_path / "weights"),
+                   "--docs", str(tmp_path / "docs")]) == 0
+    card = (tmp_path / "weights" / "student_mobilenetv2_025.md").read_text()
+    assert "## Teacher" in card and "mirror-averaged targets: True" in card
+    _, payload = load_model(tmp_path / "weights" / "student_mobilenetv2_025.pt")
+    assert payload["teacher_fingerprint"]["head"] == "300w"
