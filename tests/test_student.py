@@ -215,3 +215,11 @@ def test_student_report_and_release(student_runs, tmp_path):
     assert "## Teacher" in card and "mirror-averaged targets: True" in card
     _, payload = load_model(tmp_path / "weights" / "student_mobilenetv2_025.pt")
     assert payload["teacher_fingerprint"]["head"] == "300w"
+
+
+def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
+    from student.train import make_sampler
+
+    draws = torch.tensor(list(make_sampler(100, 9900, 0.5, 20000, seed=0)))
+    assert abs((draws < 100).float().mean().item() - 0.5) < 0.02 and draws.max() < 10000
+    assert sorted(make_sampler(100, 0, 0.5, 100, seed=0)) == list(range(100))  # labels alone: plain passes
