@@ -96,8 +96,8 @@ def _student_families(report: dict) -> str:
     from student.report import families_markdown
 
     s = report["schedule"]
-    return (f"All distilled on one schedule ({s['epochs']} epochs of {s['steps_per_epoch']} steps at {s['input_size']} px); "
-            "MFLOPs = 2 x multiply-accumulates of the shipped single-head graph.\n\n"
+    return (f"Accuracy where distilled on one schedule ({s['epochs']} epochs of {s['steps_per_epoch']} steps at "
+            f"{s['input_size']} px); MFLOPs = 2 x multiply-accumulates of the shipped single-head graph.\n\n"
             + families_markdown(report["rows"]).rstrip("\n"))
 
 

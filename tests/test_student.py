@@ -207,7 +207,8 @@ def test_student_report_and_release(student_runs, tmp_path):
     assert ab["labels"]["run"] == str(student_runs["labels"]) and ab["distill"]["run"] == str(student_runs["distill"])
     assert ab["nme_gain"] == pytest.approx(ab["labels"]["nme"] - ab["distill"]["nme"])
     families = json.loads((tmp_path / "results" / "student_families.json").read_text())
-    assert [r["arch"] for r in families["rows"]] == ["mobilenetv2_025"] and families["rows"][0]["params"] > 0
+    trained = [r["arch"] for r in families["rows"] if r["run"]]
+    assert trained == ["mobilenetv2_025"] and len(families["rows"]) >= 6 and all(r["params"] > 0 for r in families["rows"])
 
     assert facelm(["release", "--run", str(student_runs["distill"]), "--out", str(tmp_path / "weights"),
                    "--docs", str(tmp_path / "docs")]) == 0
