@@ -32,12 +32,18 @@ def release_name(spec: dict) -> str:
 
 
 def teacher_section(run: Path, metrics: dict) -> str:
-    """For a student: which teacher it learnt from, how, and how close it came."""
+    """For a student: which teacher it learnt from (or was compared with, trained on labels alone) and how close it came."""
     teacher = json.loads((run / "teacher_fingerprint.json").read_text())
+    source = f"`{teacher['path']}` (`{teacher['spec']['arch']}`, sha256 `{teacher['sha256'][:16]}`), head `{teacher['head']}`"
+    if metrics["mode"] == "labels":
+        how = (f"Trained on the labels alone (`--mode labels`, the A arm of the A/B); the teacher {source} is only the "
+               "comparison.")
+    else:
+        how = (f"Distilled from {source}; teacher view: {teacher['view']}; mirror-averaged targets: "
+               f"{teacher['flip_averaged']}.")
     return f"""
 ## Teacher
-Distilled from `{teacher['path']}` (`{teacher['spec']['arch']}`, sha256 `{teacher['sha256'][:16]}`), head
-`{teacher['head']}`; teacher view: {teacher['view']}; mirror-averaged targets: {teacher['flip_averaged']}.
+{how}
 On the same faces the teacher scores NME {metrics['teacher_nme']:.3f}% (its mirror-averaged targets
 {metrics['teacher_targets_nme']:.3f}%); this student is {metrics['nme'] - metrics['teacher_nme']:+.3f} points from it.
 """
