@@ -11,7 +11,7 @@ STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 
-.PHONY: setup teacher student student-report export eval plot-losses ablation loader-bench release readme test all help
+.PHONY: setup teacher student student-report export bench gate gate-refresh eval plot-losses ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -19,6 +19,9 @@ help:
 	@echo "make student DATA=...          distil the default student from weights/teacher_resnet18.pt"
 	@echo "make student-report            A/B and family table from $(RUNS)/student into docs/results"
 	@echo "make export CHECKPOINT...      EXPORT_ARGS='--checkpoint f': every format, verified (needs facelm[export])"
+	@echo "make bench DATA=...            latency/size/accuracy of every model in weights/export (+ dlib peer if installed)"
+	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratio) against bench/baseline.json"
+	@echo "make gate-refresh DATA=...     rewrite bench/baseline.json after an intended change (review its git diff)"
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
 	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
@@ -34,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-all: teacher
+all: teacher student export
 
 teacher: setup
 	$(FACELM) teacher --data "$(DATA)" --out $(RUNS)/teacher $(TEACHER_ARGS)
@@ -47,6 +50,15 @@ student-report: setup
 
 export: setup
 	$(FACELM) export --data "$(DATA)" --out $(RUNS)/export $(EXPORT_ARGS)
+
+bench: setup
+	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --json docs/results/bench.json --csv $(RUNS)/bench.csv
+
+gate: setup
+	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset"
+
+gate-refresh: setup
+	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset" --refresh
 
 eval: setup
 	$(FACELM) eval --model "$(MODEL)" --data "$(EVAL_DATA)" --report "$(REPORT)"

@@ -2,11 +2,13 @@
 allows). A mobile developer needs nothing else to feed the model and read its output. numpy-free and torch-free."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from facelm import __version__
 from facelm.errors import UserError
+from facelm.formats import Format
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.preprocess import INPUT_MEAN, INPUT_STD
 from facelm.runs import file_sha256
@@ -15,16 +17,19 @@ from facelm.schemes import get_scheme
 CONTRACT_VERSION = 1
 
 
-def artefact_meta(spec: dict, head: str, checkpoint_sha256: str, training: dict, layout: str = "NCHW") -> dict:
-    """Everything about inputs and outputs that does not depend on the format; `finalise_meta` adds the rest."""
+def input_shape(size: int, layout: str) -> list[int]:
+    return [1, 3, size, size] if layout == "NCHW" else [1, size, size, 3]
+
+
+def artefact_meta(spec: dict, head: str, checkpoint_sha256: str, training: dict) -> dict:
+    """Everything about inputs and outputs that does not depend on the format; `format_meta` adds the rest."""
     scheme = get_scheme(spec["heads"][head])
     size = spec["input_size"]
-    shape = [1, 3, size, size] if layout == "NCHW" else [1, size, size, 3]
     return {
         "facelm_contract": CONTRACT_VERSION,
         "facelm_version": __version__,
         "input": {
-            "name": "image", "shape": shape, "layout": layout, "dtype": "float32", "channel_order": "RGB",
+            "name": "image", "shape": input_shape(size, "NCHW"), "layout": "NCHW", "dtype": "float32", "channel_order": "RGB",
             "mean": list(INPUT_MEAN), "std": list(INPUT_STD),
             "normalisation": "x = (pixel - mean) / std per channel, pixel in 0..255",
         },
@@ -46,9 +51,36 @@ def artefact_meta(spec: dict, head: str, checkpoint_sha256: str, training: dict,
     }
 
 
-def finalise_meta(meta: dict, artefact: Path, fmt: str, precision: str, converter: str, runtime: str) -> dict:
-    return {**meta, "format": fmt, "precision": precision, "converter": converter, "runtime": runtime,
-            "file": Path(artefact).name, "sha256": file_sha256(artefact)}
+def format_meta(meta: dict, fmt: Format) -> dict:
+    """The contract of one format before it is written: what is embedded in the model where the format allows."""
+    layout = {"layout": fmt.layout, "shape": input_shape(meta["model"]["input_size"], fmt.layout)}
+    return {**meta, "input": {**meta["input"], **layout}, "format": fmt.name, "precision": fmt.precision,
+            "notes": fmt.notes}
+
+
+def artefact_files(artefact: Path, fmt: Format) -> list[Path]:
+    """The artefact and the companion files that must sit beside it (an NCNN .param and its .bin)."""
+    artefact = Path(artefact)
+    stem = artefact.name[: -len(fmt.suffix)]
+    return [artefact] + [artefact.with_name(stem + suffix) for suffix in fmt.companions]
+
+
+def artefact_sha256(path: Path) -> str:
+    """sha256 of a file; of a directory (an .mlpackage), over its files' POSIX relative paths and sha256s in order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item}\0{file_sha256(path / item)}\n".encode())
+    return digest.hexdigest()
+
+
+def finalise_meta(meta: dict, artefact: Path, fmt: Format, converter: str) -> dict:
+    """`format_meta` plus what is known once the file exists: converter, runtime, and every file's sha256."""
+    files = {p.name: artefact_sha256(p) for p in artefact_files(artefact, fmt)}
+    return {**meta, "converter": converter, "runtime": fmt.runtime, "file": Path(artefact).name,
+            "sha256": files[Path(artefact).name], "files": files}
 
 
 def sidecar_path(artefact: Path) -> Path:
@@ -74,6 +106,15 @@ def read_sidecar(artefact: Path, check_hash: bool = True) -> dict:
     if meta.get("facelm_contract") != CONTRACT_VERSION:
         raise UserError(f"{path}: contract v{meta.get('facelm_contract')} but this facelm reads v{CONTRACT_VERSION}; "
                         "re-export the model with this version")
-    if check_hash and meta.get("sha256") != file_sha256(artefact):
-        raise UserError(f"{artefact}: sha256 does not match its sidecar; the file was changed or is corrupt")
+    if check_hash:
+        _check_files(Path(artefact), meta)
     return meta
+
+
+def _check_files(artefact: Path, meta: dict) -> None:
+    for name, sha256 in meta.get("files", {artefact.name: meta.get("sha256")}).items():
+        path = artefact.with_name(name) if name != meta.get("file") else artefact
+        if not path.exists():
+            raise UserError(f"{artefact}: {name} is missing beside it; copy every file listed in its sidecar")
+        if sha256 != artefact_sha256(path):
+            raise UserError(f"{path}: sha256 does not match its sidecar; the file was changed or is corrupt")

@@ -1,4 +1,5 @@
-"""Run an exported model with its own runtime, from its file and sidecar alone. No torch here: bench/ uses it."""
+"""Run an exported model with its own runtime, from its file and sidecar alone. No torch here (bench/ uses it), except
+the Core ML reference executor, which is imported only when a Core ML package is loaded."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 
 from facelm.contract import read_sidecar
 from facelm.errors import UserError
+from facelm.formats import COREML_REFERENCE
 from facelm.inference import BatchFn
 
 
@@ -22,8 +24,49 @@ def onnxruntime_fn(path: Path, threads: int | None) -> BatchFn:
     return lambda batch: session.run(None, {name: batch})[0]
 
 
+def litert_fn(path: Path, threads: int | None) -> BatchFn:
+    """LiteRT interpreter on the `serving_default` signature; the models are batch 1, so items run one by one."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path), num_threads=threads or None).get_signature_runner("serving_default")
+    return lambda batch: np.stack([runner(image=item[None])["landmarks"][0] for item in batch])
+
+
+def ncnn_fn(path: Path, threads: int | None) -> BatchFn:
+    """ncnn on the .param and the .bin beside it, one item per extractor (an ncnn Mat has no batch axis)."""
+    import ncnn
+
+    net = ncnn.Net()
+    if threads:
+        net.opt.num_threads = threads
+    weights = path.with_name(path.name.removesuffix(".param") + ".bin")
+    if net.load_param(str(path)) != 0 or net.load_model(str(weights)) != 0:
+        raise ValueError(f"ncnn cannot read {path.name} with {weights.name}")
+
+    def run_one(item: np.ndarray) -> np.ndarray:
+        data = np.ascontiguousarray(item, dtype=np.float32)  # ncnn.Mat(data) wraps it without a copy: keep it alive
+        extractor = net.create_extractor()
+        extractor.input("image", ncnn.Mat(data))
+        status, out = extractor.extract("landmarks")
+        if status != 0:
+            raise RuntimeError(f"ncnn extract failed ({status})")
+        return np.array(out)
+
+    return lambda batch: np.stack([run_one(item) for item in batch])
+
+
+def coreml_reference_fn(path: Path, threads: int | None) -> BatchFn:
+    from export.coreml_reference import load_reference
+
+    return load_reference(path, threads)
+
+
+# runtime (as in the sidecar) -> (loader, what to install)
 RUNTIMES: dict[str, tuple[Callable[[Path, int | None], BatchFn], str]] = {
     "onnxruntime": (onnxruntime_fn, "onnxruntime"),
+    "LiteRT": (litert_fn, "ai-edge-litert"),
+    "ncnn": (ncnn_fn, "ncnn"),
+    COREML_REFERENCE: (coreml_reference_fn, "coremltools and torch"),
 }
 
 
@@ -40,6 +83,8 @@ def load_exported(path: Path, threads: int | None = None) -> tuple[BatchFn, dict
         run = loader(path, threads)
     except ImportError:
         raise UserError(f"{path}: runtime {package} is not installed; pip install 'facelm[export]'") from None
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(f"{path}: {meta['runtime']} cannot load it ({type(exc).__name__}): corrupt or truncated file") from None
     if meta["input"]["layout"] == "NHWC":

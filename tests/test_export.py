@@ -1,25 +1,65 @@
 """Export: every format the installed toolchains allow, verified against PyTorch, with its contract sidecar."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from facelm.checkpoint import model_spec, save_checkpoint
 from facelm.cli import main as facelm
-from facelm.contract import read_sidecar, sidecar_path
+from facelm.contract import artefact_sha256, read_sidecar, sidecar_path
 from facelm.errors import UserError
-from facelm.models import create_model
+from facelm.formats import FORMATS, get_format
+from facelm.models import SingleHead, create_model
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="export toolchain not installed: pip install 'facelm[export]'")
+
+STEM = "mobilenetv2_025_300w_64"
+# format family -> modules its converter and runtime need
+TOOLCHAINS = {"onnx": ("onnx", "onnxslim", "onnxruntime"), "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"),
+              "ncnn": ("pnnx", "ncnn"), "coreml": ("coremltools",)}
+
+
+def _installed(fmt) -> bool:
+    return all(importlib.util.find_spec(m) for m in TOOLCHAINS[fmt.name.split("_")[0]])
+
+
+def _toolchain(family: str) -> None:
+    for module in TOOLCHAINS[family]:
+        pytest.importorskip(module, reason=f"{family} toolchain not installed: pip install 'facelm[export]'")
+
+
+INSTALLED = [f.name for f in FORMATS if not f.unavailable and _installed(f)]
+LOOSE = ["--tolerance", "onnx_int8=100", "--tolerance", "tflite_int8=100", "--tolerance", "coreml_w8=100"]
+
+
+def lively_student(arch: str, size: int = 64):
+    """An untrained student with spread batch-norm statistics and head weights: its features are not all zero (as a
+    fresh network's are), so quantizers see real ranges and every op matters in the output."""
+    torch.manual_seed(0)
+    net = create_model(arch, heads={"300w": 68}, input_size=size).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    torch.nn.init.normal_(net.heads["300w"].fc.weight, std=0.02)
+    net.heads["300w"].set_mean_shape(torch.rand(68, 2) * 0.6 + 0.2)
+    return net
+
+
+def _export(ckpt, calib, verify, out, *extra) -> int:
+    return facelm(["export", "--checkpoint", str(ckpt), "--out", str(out), "--calib-data", str(calib),
+                   "--verify-data", str(verify), *LOOSE, *extra])
 
 
 @pytest.fixture(scope="module")
 def student_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("mobilenetv2_025", heads={"300w": 68}, input_size=64).eval()
-    model.heads["300w"].set_mean_shape(torch.rand(68, 2) * 0.6 + 0.2)
+    model = lively_student("mobilenetv2_025")
     path = tmp_path_factory.mktemp("student") / "student.pt"
     return save_checkpoint(path, model, model_spec(model, "mobilenetv2_025", {"300w": "68"}))
 
@@ -27,53 +67,210 @@ def student_ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(student_ckpt, tiny_300w, calib_300w, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    assert facelm(["export", "--checkpoint", str(student_ckpt), "--out", str(out), "--calib-data", str(calib_300w),
-                   "--verify-data", str(tiny_300w), "--tolerance", "onnx_int8=100"]) == 0
+    assert _export(student_ckpt, calib_300w, tiny_300w, out, "--formats", *INSTALLED) == 0
     return out
+
+
+def _rows(out) -> dict:
+    return {r["format"]: r for r in json.loads((out / "export_report.json").read_text())["rows"]}
 
 
 def test_every_format_row_is_verified(exported):
     report = json.loads((exported / "export_report.json").read_text())
-    rows = {r["format"]: r for r in report["rows"]}
-    assert rows["onnx_fp32"]["status"] == "ok" and abs(rows["onnx_fp32"]["delta_nme"]) < 0.02
-    assert rows["onnx_fp32"]["max_abs_px"] < 1e-3
-    assert rows["onnx_int8"]["status"] == "ok" and rows["onnx_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
-    assert report["calib_count"] == 200
+    rows = _rows(exported)
+    assert sorted(rows) == sorted(INSTALLED) and report["calib_count"] == 200
+    for name, row in rows.items():
+        fmt = get_format(name)
+        assert row["status"] == "ok" and row["converter"] and row["runtime"] == fmt.runtime, name
+        if fmt.precision in ("fp32", "fp16"):
+            assert abs(row["delta_nme"]) <= fmt.tolerance, name
+        limit = {"fp32": 1e-3, "fp16": 0.1, "w8": 0.5, "int8": 5.0}[fmt.precision]  # px at 64 px
+        assert row["max_abs_px"] < limit, (name, row["max_abs_px"])
+    assert rows["onnx_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
+    table = (exported / "export_report.md").read_text()
+    assert "| converter |" in table and "CoreML (reference execution)" in table and "Core ML runtime" not in table
 
 
-def test_sidecar_is_enough_to_evaluate(exported, tiny_300w, tmp_path):
-    artefact = exported / "mobilenetv2_025_300w_64.onnx"
+def test_int8_and_fp16_files_are_smaller(exported):
+    _toolchain("tflite")
+    _toolchain("coreml")
+    rows = _rows(exported)
+    assert rows["tflite_int8"]["size_mb"] < rows["tflite_fp16"]["size_mb"] < rows["tflite_fp32"]["size_mb"]
+    assert rows["coreml_w8"]["size_mb"] < rows["coreml_fp16"]["size_mb"]
+
+
+def test_ncnn_int8_is_reported_not_available_never_faked(student_ckpt, tiny_300w, tmp_path):
+    from export.exporters import ExportContext, run_export
+    from export.run import get_args_parser, main, markdown, selected_formats
+
+    assert "ncnn_int8" in [f.name for f in selected_formats(None)]
+    ctx = ExportContext(torch.nn.Identity(), {}, tmp_path, "x", np.zeros((1, 3, 8, 8), np.float32))
+    row = run_export(ctx, get_format("ncnn_int8"))
+    assert row["status"] == "not available" and "ncnn2int8" in row["error"] and not list(tmp_path.iterdir())
+    assert "| ncnn_int8 | not available: needs ncnn2table" in markdown([row], {"nme": 1, "fr10": 0, "auc10": 0, "n": 1}, 64)
+    with pytest.raises(UserError, match="ncnn_int8 is not available"):
+        main(get_args_parser().parse_args(["--checkpoint", str(student_ckpt), "--out", str(tmp_path / "out"),
+                                           "--calib-data", str(tiny_300w), "--verify-data", str(tiny_300w),
+                                           "--formats", "ncnn_int8"]))
+
+
+@pytest.mark.parametrize("suffix", [f.suffix for f in FORMATS if not f.unavailable])
+def test_sidecar_is_enough_to_evaluate(exported, tiny_300w, tmp_path, suffix):
+    fmt = next(f for f in FORMATS if f.suffix == suffix)
+    _toolchain(fmt.name.split("_")[0])
+    artefact = exported / f"{STEM}{suffix}"
     meta = read_sidecar(artefact)
-    assert meta["scheme"]["n_points"] == 68 and meta["input"]["layout"] == "NCHW" and meta["crop"]["scale"] == 1.25
-    report = tmp_path / "onnx.json"
+    assert meta["scheme"]["n_points"] == 68 and meta["crop"]["scale"] == 1.25 and meta["format"] == fmt.name
+    assert meta["input"]["layout"] == fmt.layout and meta["precision"] == fmt.precision
+    assert meta["input"]["shape"] == ([1, 3, 64, 64] if fmt.layout == "NCHW" else [1, 64, 64, 3])
+    assert set(meta["files"]) == {artefact.name} | {f"{STEM}{c}" for c in fmt.companions}
+    report = tmp_path / "eval.json"
     assert facelm(["eval", "--model", str(artefact), "--data", str(tiny_300w), "--report", str(report)]) == 0
-    exported_nme = json.loads(report.read_text())["nme"]
-    rows = {r["format"]: r for r in json.loads((exported / "export_report.json").read_text())["rows"]}
-    assert exported_nme == pytest.approx(rows["onnx_fp32"]["nme"], abs=1e-6)
+    evaluated = json.loads(report.read_text())
+    assert evaluated["runtime"] == fmt.runtime
+    assert evaluated["nme"] == pytest.approx(_rows(exported)[fmt.name]["nme"], abs=1e-6)
 
 
 def test_exports_are_deterministic(student_ckpt, tiny_300w, calib_300w, exported, tmp_path):
-    assert facelm(["export", "--checkpoint", str(student_ckpt), "--out", str(tmp_path), "--calib-data", str(calib_300w),
-                   "--verify-data", str(tiny_300w), "--formats", "onnx_fp32", "onnx_int8", "--tolerance", "onnx_int8=100"]) == 0
-    for name in ("mobilenetv2_025_300w_64.onnx", "mobilenetv2_025_300w_64.int8.onnx"):
-        assert (tmp_path / name).read_bytes() == (exported / name).read_bytes(), name
+    assert _export(student_ckpt, calib_300w, tiny_300w, tmp_path, "--formats", *INSTALLED) == 0
+    for name in INSTALLED:
+        fmt = get_format(name)
+        meta = read_sidecar(tmp_path / f"{STEM}{fmt.suffix}")
+        for file, sha256 in meta["files"].items():
+            assert sha256 == artefact_sha256(exported / file), file
+        assert sidecar_path(tmp_path / meta["file"]).read_text() == sidecar_path(exported / meta["file"]).read_text()
+
+
+def test_contract_is_embedded_where_the_format_allows(exported):
+    import onnx
+
+    meta = read_sidecar(exported / f"{STEM}.onnx")
+    embedded = {p.key: json.loads(p.value) for p in onnx.load(exported / f"{STEM}.onnx").metadata_props}["facelm"]
+    assert embedded["scheme"] == meta["scheme"] and embedded["format"] == "onnx_fp32" and "sha256" not in embedded
+    _toolchain("tflite")
+    from ai_edge_litert import schema_py_generated as schema
+
+    for name in ("tflite_fp32", "tflite_fp16", "tflite_int8"):
+        model = schema.Model.GetRootAs((exported / f"{STEM}{get_format(name).suffix}").read_bytes(), 0)
+        entries = [model.Metadata(i) for i in range(model.MetadataLength())]
+        assert [m.Name() for m in entries].count(b"facelm") == 1, name
+        buffer = model.Buffers(next(m.Buffer() for m in entries if m.Name() == b"facelm"))
+        tflite = json.loads(buffer.DataAsNumpy().tobytes())
+        assert tflite["format"] == name and tflite["input"]["shape"] == [1, 64, 64, 3] and tflite["scheme"] == meta["scheme"]
+    _toolchain("coreml")
+    import coremltools as ct
+
+    package = ct.models.MLModel(str(exported / f"{STEM}.w8.mlpackage"), skip_model_load=True)
+    coreml = json.loads(package.user_defined_metadata["facelm"])
+    assert coreml["precision"] == "w8" and coreml["output"] == meta["output"]
+    assert "68-point" in package.short_description and package.input_description["image"]
+    assert "com.github.apple.coremltools.conversion_date" not in package.user_defined_metadata
+
+
+def test_tflite_takes_nhwc_float_and_int8_is_integer_inside(exported):
+    _toolchain("tflite")
+    from ai_edge_litert.interpreter import Interpreter
+
+    for suffix in (".tflite", ".fp16.tflite", ".int8.tflite"):
+        interpreter = Interpreter(model_path=str(exported / f"{STEM}{suffix}"))
+        runner = interpreter.get_signature_list()["serving_default"]
+        assert runner == {"inputs": ["image"], "outputs": ["landmarks"]}
+        details = interpreter.get_input_details()[0]
+        assert list(details["shape"]) == [1, 64, 64, 3] and details["dtype"] == np.float32
+    interpreter.allocate_tensors()
+    kinds = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert {"QUANTIZE", "DEQUANTIZE", "CONV_2D"} <= kinds
+    assert sum(t["dtype"] == np.int8 for t in interpreter.get_tensor_details()) > 50
+
+
+def test_ncnn_is_a_param_and_its_bin_only(exported, tmp_path):
+    _toolchain("ncnn")
+    param = exported / f"{STEM}.ncnn.param"
+    assert not list(exported.glob("*pnnx*")) and not list(exported.glob("*.py")) and not list(exported.glob("*.pt"))
+    lines = [line.split() for line in param.read_text().splitlines()]
+    assert lines[0] == ["7767517"] and lines[2][:2] == ["Input", "image"] and "landmarks" in lines[-1]
+    assert not {"in0", "out0"} & {token for line in lines for token in line}
+    copy = tmp_path / param.name
+    copy.write_text(param.read_text())
+    sidecar_path(copy).write_text(sidecar_path(param).read_text())
+    with pytest.raises(UserError, match="ncnn.bin is missing"):
+        read_sidecar(copy)
+    (tmp_path / f"{STEM}.ncnn.bin").write_bytes((exported / f"{STEM}.ncnn.bin").read_bytes()[:-8])
+    with pytest.raises(UserError, match="sha256"):
+        read_sidecar(copy)
+
+
+def test_coreml_package_hash_covers_every_file(exported, tmp_path):
+    _toolchain("coreml")
+    import shutil
+
+    package = tmp_path / f"{STEM}.mlpackage"
+    shutil.copytree(exported / package.name, package)
+    shutil.copyfile(sidecar_path(exported / package.name), sidecar_path(package))
+    import coremltools as ct
+
+    ct.models.MLModel(str(package), skip_model_load=True)  # Core ML's package reader rewrites Manifest.json on load
+    assert read_sidecar(package)["file"] == package.name
+    manifest = json.loads((package / "Manifest.json").read_text())
+    assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]
+    (package / "Data" / "extra.txt").write_text("x")
+    with pytest.raises(UserError, match="sha256"):
+        read_sidecar(package)
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2_025", "mobilenetv2_050", "shufflenetv2_050", "mobilenetv3_small"])
+def test_deploy_model_computes_the_same_function(arch):
+    from export.exporters import DeployModel
+
+    single = SingleHead(lively_student(arch), "300w").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(DeployModel(single).eval()(x), single(x), atol=1e-5, rtol=1e-5)
 
 
 def test_bad_inputs_are_one_line_errors_without_leftovers(student_ckpt, tiny_300w, tmp_path):
-    with pytest.raises(UserError, match="calibration folder"):
-        from export.run import get_args_parser, main
-        main(get_args_parser().parse_args(["--checkpoint", str(student_ckpt), "--out", str(tmp_path / "a"),
-                                           "--calib-data", str(tmp_path / "none"), "--verify-data", str(tiny_300w)]))
-    assert not any((tmp_path / "a").glob("*.onnx"))
-    teacher = create_model("resnet18", heads={"300w": 68}, input_size=64)
-    path = save_checkpoint(tmp_path / "t.pt", teacher, model_spec(teacher, "resnet18", {"300w": "68"}))
-    with pytest.raises(UserError, match="teacher"):
-        main(get_args_parser().parse_args(["--checkpoint", str(path), "--out", str(tmp_path / "b"),
-                                           "--calib-data", str(tiny_300w), "--verify-data", str(tiny_300w)]))
+    from export.run import get_args_parser, main
+
+    def checkpoint(name: str, arch: str, claimed: str):
+        model = create_model(arch, heads={"300w": 68}, input_size=64)
+        return save_checkpoint(tmp_path / name, model, model_spec(model, claimed, {"300w": "68"}))
+
+    cases = [  # checkpoint, arguments, error
+        (student_ckpt, ["--calib-data", str(tmp_path / "none")], "calibration folder"),
+        (checkpoint("t.pt", "resnet18", "resnet18"), [], "teacher"),
+        (student_ckpt, ["--head", "wflw"], "no head 'wflw'"),
+        (checkpoint("o.pt", "mobilenetv2_050", "mobilenetv2_025"), [], "do not fit mobilenetv2_025"),
+        (student_ckpt, ["--formats", "tflite_int4"], "unknown format"),
+    ]
+    for ckpt, extra, error in cases:
+        with pytest.raises(UserError, match=error):
+            main(get_args_parser().parse_args(["--checkpoint", str(ckpt), "--out", str(tmp_path / "out"), "--calib-data",
+                                               str(tiny_300w), "--verify-data", str(tiny_300w), *extra]))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("module, fmt", [("litert_torch", "tflite_fp32"), ("pnnx", "ncnn_fp16"),
+                                         ("coremltools", "coreml_fp16")])
+def test_missing_converter_is_a_failed_row_without_leftovers(student_ckpt, tiny_300w, calib_300w, tmp_path, monkeypatch,
+                                                             module, fmt):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    assert _export(student_ckpt, calib_300w, tiny_300w, tmp_path, "--formats", fmt) == 2
+    row = _rows(tmp_path)[fmt]
+    assert row["status"] == "failed" and f"converter not installed ({module})" in row["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export_report.json", "export_report.md"]
+
+
+def test_missing_runtime_is_a_one_line_error(exported, tiny_300w, tmp_path, monkeypatch):
+    _toolchain("tflite")
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    from facelm.runtimes import load_exported
+
+    with pytest.raises(UserError, match="runtime ai-edge-litert is not installed"):
+        load_exported(exported / f"{STEM}.tflite")
 
 
 def test_tampered_or_orphan_models_are_refused(exported, tmp_path):
-    artefact = exported / "mobilenetv2_025_300w_64.onnx"
+    artefact = exported / f"{STEM}.onnx"
     copy = tmp_path / artefact.name
     copy.write_bytes(artefact.read_bytes()[:-10])
     sidecar_path(copy).write_text(sidecar_path(artefact).read_text())

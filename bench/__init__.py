@@ -1,0 +1,1 @@
+"""On-device bench and CI regression gates for exported facelm models. numpy + the installed runtimes; no torch."""

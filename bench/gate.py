@@ -1,0 +1,306 @@
+"""CI regression gates for the released student's exports: accuracy per format on 300w/testset, and latency per format
+as a ratio to a fixed reference workload timed in the same run. Exits 1 with a readable diff when a gate fails.
+
+    python bench/gate.py --models weights/export --data DATA/300w/testset            # check against bench/baseline.json
+    python bench/gate.py --models weights/export --data DATA/300w/testset --refresh  # rewrite the baseline (git diff it)
+
+Latency is never gated as a raw time: in interleaved rounds each model is timed between two timings of a fixed
+reference workload (a MobileNetV2-like ONNX net built in memory, fp32, or its int8 quantization for int8 models;
+onnxruntime, one thread), and the gated number is the median over rounds of model p10 / reference p10. The fast tail
+(p10) rather than p50, because other processes inflate the slow runs; a reference shaped like the student and of its
+precision, because contention slows small int8 kernels and per-node overhead differently from plain convolutions.
+Ratios carry from run to run on one class of machine, not across CPU types: refresh the baseline on the kind of
+machine that runs the gate, and after upgrading a runtime. Needs onnx + onnxruntime for the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import (Faces, Model, RuntimeMissing, discover, load_faces, load_runtime,  # noqa: E402
+                           model_accuracy, model_input, time_calls)
+from bench.table import text_table  # noqa: E402
+from facelm.errors import UserError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = Path(__file__).resolve().parent / "baseline.json"
+NME_TOLERANCE = {"fp32": 0.05, "fp16": 0.05, "int8": 0.10}  # NME points a format may worsen by
+LATENCY_TOLERANCE = 0.15  # relative worsening of the latency ratio
+LATENCY_PERCENTILE = 10  # per timed block: the fast tail, least disturbed by other processes
+REFERENCE_VERSION = 2  # bump when the reference nets change: ratios against another reference are not comparable
+REFERENCE = ("MobileNetV2-0.25-like net (17 inverted residual blocks, 8.4 M MACs), 1x3x112x112, onnxruntime, 1 thread; "
+             "int8 models against its static int8 QDQ quantization, all others against its fp32 form")
+REFERENCE_BLOCKS = ((1, 8, 1, 1), (6, 8, 2, 2), (6, 8, 3, 2), (6, 16, 4, 2), (6, 24, 3, 1), (6, 40, 3, 2), (6, 80, 1, 1))
+ROUNDING = {"nme": 3, "fr10": 2, "auc10": 4, "latency_ratio": 3}
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("bench/gate.py", add_help=add_help, description=__doc__.split("\n\n")[0])
+    data = os.environ.get("DATA")
+    p.add_argument("--models", type=Path, default=ROOT / "weights" / "export",
+                   help="folder of the released student's exports (default: weights/export)")
+    p.add_argument("--data", type=Path, default=Path(data) / "300w" / "testset" if data else None,
+                   help="faces the baseline was measured on (default: $DATA/300w/testset)")
+    p.add_argument("--baseline", type=Path, default=BASELINE, help="baseline JSON (default: bench/baseline.json)")
+    p.add_argument("--refresh", action="store_true", help="measure and rewrite the baseline instead of checking it")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds; the median ratio is gated (default: 15)")
+    p.add_argument("--runs", type=int, default=40, help="timed runs per model or reference per round (default: 40)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed runs of each before the rounds (default: 20)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="PRECISION=POINTS",
+                   help="NME points a precision may worsen by (defaults: fp32=0.05 fp16=0.05 int8=0.10)")
+    p.add_argument("--latency-tolerance", type=float, default=LATENCY_TOLERANCE,
+                   help=f"relative latency-ratio worsening allowed (default: {LATENCY_TOLERANCE})")
+    return p
+
+
+def reference_net() -> bytes:
+    """The fp32 reference workload as ONNX bytes, built in memory with fixed seeded weights: a MobileNetV2-0.25-like
+    net at 112 px (17 inverted residual blocks, 101 nodes, 8.4 M MACs), so that it shares the student's mix of
+    small convolutions and per-node overhead."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, weights = [], [numpy_helper.from_array(np.float32(0), "zero"), numpy_helper.from_array(np.float32(6), "six")]
+
+    def conv(x: str, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, relu6: bool = True) -> str:
+        i = len(weights)
+        weights.append(numpy_helper.from_array((rng.standard_normal((cout, cin // groups, kernel, kernel)) * 0.1)
+                                               .astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], group=groups, strides=[stride] * 2,
+                                      pads=[kernel // 2] * 4))
+        if relu6:
+            nodes.append(helper.make_node("Clip", [f"c{i}", "zero", "six"], [f"r{i}"]))
+        return f"r{i}" if relu6 else f"c{i}"
+
+    x, cin = conv("image", 3, 8, 3, 2), 8
+    for expand, cout, repeats, first_stride in REFERENCE_BLOCKS:
+        for j in range(repeats):
+            stride, mid = first_stride if j == 0 else 1, cin * expand
+            h = conv(conv(x, cin, mid) if expand > 1 else x, mid, mid, 3, stride, mid)
+            h = conv(h, mid, cout, relu6=False)
+            if stride == 1 and cin == cout:
+                nodes.append(helper.make_node("Add", [x, h], [h + "+"]))
+                h += "+"
+            x, cin = h, cout
+    weights.append(numpy_helper.from_array((rng.standard_normal((256, 204)) * 0.01).astype(np.float32), "fc"))
+    nodes += [helper.make_node("GlobalAveragePool", [conv(x, cin, 256)], ["pool"]),
+              helper.make_node("Flatten", ["pool"], ["flat"]), helper.make_node("MatMul", ["flat", "fc"], ["out"])]
+    graph = helper.make_graph(nodes, "facelm_gate_reference",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 112, 112])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9).SerializeToString()
+
+
+class _NoiseReader:
+    """Calibration for the int8 reference: 8 seeded noise inputs, so the quantized net is the same every run."""
+
+    def __init__(self):
+        rng = np.random.default_rng(1)
+        self.batches = iter([{"image": rng.standard_normal((1, 3, 112, 112)).astype(np.float32)} for _ in range(8)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantized(model: bytes) -> bytes:
+    """Static int8 QDQ, per-channel, as the int8 export does it."""
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "reference.onnx", Path(folder) / "reference.int8.onnx"
+        source.write_bytes(model)
+        logging.disable(logging.WARNING)  # its advice to pre-process is for real models
+        try:
+            quantize_static(str(source), str(target), _NoiseReader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            logging.disable(logging.NOTSET)
+        return target.read_bytes()
+
+
+@functools.cache
+def reference_model(precision: str) -> bytes:
+    """The reference net of one precision ('fp32' or 'int8') as ONNX bytes, built once per process."""
+    return quantized(reference_net()) if precision == "int8" else reference_net()
+
+
+def reference_calls(precisions: set[str]) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    feed = {"image": np.random.default_rng(0).standard_normal((1, 3, 112, 112)).astype(np.float32)}
+    sessions = {p: ort.InferenceSession(reference_model(p), options, providers=["CPUExecutionProvider"]) for p in precisions}
+    return {p: (lambda session=session: session.run(None, feed)) for p, session in sessions.items()}
+
+
+def reference_precision(precision: str) -> str:
+    """int8 models are timed against the int8 reference, all others (fp32, fp16, w8) against the fp32 one."""
+    return "int8" if precision == "int8" else "fp32"
+
+
+def fast_tail(call, runs: int) -> float:
+    return float(np.percentile(time_calls(call, 0, runs), LATENCY_PERCENTILE))
+
+
+def latency_ratios(calls: dict, precisions: dict[str, str], rounds: int, runs: int, warmup: int) -> dict[str, float]:
+    """Median over rounds of (model p10) / (mean of its reference's p10 just before and just after it)."""
+    references = reference_calls({reference_precision(p) for p in precisions.values()})
+    for call in [*references.values(), *calls.values()]:
+        time_calls(call, warmup, 1)
+    ratios = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            reference = references[reference_precision(precisions[name])]
+            before, model, after = fast_tail(reference, runs), fast_tail(call, runs), fast_tail(reference, runs)
+            ratios[name].append(model / ((before + after) / 2))
+    return {name: float(np.median(values)) for name, values in ratios.items()}
+
+
+def measure(models: list[Model], faces: Faces, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """Per format: NME / FR@10 / AUC@10 on `faces` and the latency ratio, all on one thread."""
+    results, calls, notes = {}, {}, []
+    for model in models:
+        name = model.meta["format"]
+        if name in results:
+            raise UserError(f"{args.models}: two {name} models ({results[name]['file']}, {model.path.name}); keep one")
+        try:
+            run = load_runtime(model.path, 1)
+        except RuntimeMissing as exc:
+            notes.append(f"skipped {model.path.name}: {exc}")
+            continue
+        x = model_input(model.meta)
+        calls[name] = lambda run=run, x=x: run(x)
+        results[name] = {"file": model.path.name, "precision": model.meta["precision"],
+                         **{k: v for k, v in model_accuracy(run, model.meta, faces).items() if k in ROUNDING}}
+    precisions = {name: row["precision"] for name, row in results.items()}
+    for name, ratio in latency_ratios(calls, precisions, args.rounds, args.runs, args.warmup).items():
+        results[name]["latency_ratio"] = ratio
+    return {name: {k: round(v, ROUNDING[k]) if k in ROUNDING else v for k, v in row.items()}
+            for name, row in results.items()}, notes
+
+
+def nme_tolerances(overrides: list[str]) -> dict[str, float]:
+    table = dict(NME_TOLERANCE)
+    for text in overrides:
+        precision, _, value = text.partition("=")
+        try:
+            table[precision] = float(value)
+        except ValueError:
+            raise UserError(f"--tolerance {text!r}: expected PRECISION=POINTS, e.g. int8=0.2") from None
+    return table
+
+
+def compare(baseline: dict, fresh: dict, nme_tol: dict[str, float], latency_tol: float) -> tuple[list[tuple], list[str]]:
+    """Diff rows (format, check, baseline, now, change, limit, result) and the failures, one line each."""
+    rows, failures = [], []
+    for name, base in sorted(baseline["formats"].items()):
+        now = fresh.get(name)
+        if now is None:
+            failures.append(f"{name}: in the baseline but not measured (runtime missing or model not exported)")
+            rows.append((name, "-", "-", "missing", "-", "-", "FAIL"))
+            continue
+        limit = nme_tol.get(base["precision"], NME_TOLERANCE["fp32"])
+        delta = now["nme"] - base["nme"]
+        bad = delta > limit
+        rows.append((name, "NME %", f"{base['nme']:.3f}", f"{now['nme']:.3f}", f"{delta:+.3f}", f"+{limit:.3f}",
+                     "FAIL" if bad else "ok"))
+        if bad:
+            failures.append(f"{name}: NME {now['nme']:.3f}% is {delta:+.3f} points from the baseline {base['nme']:.3f}% "
+                            f"(limit +{limit:.3f} for {base['precision']})")
+        for key, label, digits in (("fr10", "FR@10 %", 2), ("auc10", "AUC@10", 4)):
+            rows.append((name, label, f"{base[key]:.{digits}f}", f"{now[key]:.{digits}f}",
+                         f"{now[key] - base[key]:+.{digits}f}", "-", "info"))
+        change = now["latency_ratio"] / base["latency_ratio"] - 1
+        bad = change > latency_tol
+        rows.append((name, "latency ratio", f"{base['latency_ratio']:.3f}", f"{now['latency_ratio']:.3f}",
+                     f"{change:+.1%}", f"+{latency_tol:.0%}", "FAIL" if bad else "ok"))
+        if bad:
+            failures.append(f"{name}: latency ratio {now['latency_ratio']:.3f} is {change:+.1%} from the baseline "
+                            f"{base['latency_ratio']:.3f} (limit +{latency_tol:.0%})")
+    rows += [(name, "-", "-", "new", "-", "-", "not in baseline: --refresh") for name in sorted(set(fresh) - set(baseline["formats"]))]
+    return rows, failures
+
+
+def read_baseline(path: Path) -> dict:
+    try:
+        baseline = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the baseline ({exc}); restore it with git or write it with --refresh") from None
+    version = baseline.get("reference", {}).get("version")
+    if version != REFERENCE_VERSION:
+        raise UserError(f"{path}: latency ratios are against reference v{version}, this gate times v{REFERENCE_VERSION}; "
+                        "refresh the baseline with --refresh")
+    return baseline
+
+
+def checkpoints(models: list[Model]) -> list[str]:
+    return sorted({m.meta["model"]["checkpoint_sha256"] for m in models})
+
+
+def baseline_document(fresh: dict, models: list[Model], faces: Faces) -> dict:
+    """What --refresh writes: stable keys, rounded numbers, nothing that changes between identical runs."""
+    return {"checkpoint_sha256": checkpoints(models), "data": "/".join(faces.path.parts[-2:]), "faces": len(faces.gt),
+            "formats": fresh, "latency": "median over interleaved rounds of model p10 / reference p10, batch 1, 1 thread",
+            "reference": {"version": REFERENCE_VERSION, "workload": REFERENCE},
+            "refresh": "python bench/gate.py --models weights/export --data $DATA/300w/testset --refresh"}
+
+
+def main(args: argparse.Namespace) -> bool:
+    """True when every gate passes (or the baseline was refreshed)."""
+    if args.data is None:
+        raise UserError("no faces: set DATA or pass --data DATA/300w/testset")
+    if min(args.rounds, args.runs) < 1:
+        raise UserError("--rounds and --runs must be at least 1")
+    nme_tol = nme_tolerances(args.tolerance)
+    baseline = None if args.refresh else read_baseline(args.baseline)
+    models = discover(args.models)
+    faces = load_faces(args.data, models[0].meta["scheme"]["name"])
+    if baseline is not None and baseline["faces"] != len(faces.gt):
+        raise UserError(f"{args.data}: {len(faces.gt)} faces but the baseline was measured on {baseline['faces']} "
+                        f"({baseline['data']}); pass that folder")
+    fresh, notes = measure(models, faces, args)
+    if baseline is not None and baseline["checkpoint_sha256"] != checkpoints(models):
+        notes.append("these models come from another checkpoint than the baseline's; after a new release, refresh the "
+                     "baseline in the same commit")
+    for note in notes:
+        print("- " + note)
+    if args.refresh:
+        args.baseline.write_text(json.dumps(baseline_document(fresh, models, faces), indent=2, sort_keys=True) + "\n")
+        print(text_table(("format", "file", "NME %", "FR@10 %", "AUC@10", "latency ratio"),
+                         [(n, r["file"], f"{r['nme']:.3f}", f"{r['fr10']:.2f}", f"{r['auc10']:.4f}", f"{r['latency_ratio']:.3f}")
+                          for n, r in sorted(fresh.items())], "llrrrr"))
+        print(f"wrote {args.baseline}; review the change with git diff")
+        return True
+    rows, failures = compare(baseline, fresh, nme_tol, args.latency_tolerance)
+    print(text_table(("format", "check", "baseline", "now", "change", "limit", "result"), rows, "llrrrrl"))
+    if failures:
+        print(f"gate FAILED ({len(failures)}):\n" + "\n".join("  " + f for f in failures))
+        return False
+    print(f"gate passed: {len(baseline['formats'])} format(s) within tolerance of {args.baseline}")
+    return True
+
+
+def cli(argv: list[str] | None = None) -> int:
+    try:
+        return 0 if main(get_args_parser().parse_args(argv)) else 1
+    except UserError as exc:
+        print(f"gate: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,215 @@
+"""In-process measurements: find exported models, load them with their own runtime, time them at batch 1, score
+them on annotated faces; the same for dlib's 68-point ERT (the peer). numpy + the installed runtimes; no torch.
+opencv is imported only to read faces (`load_faces`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelm.contract import read_sidecar, sidecar_path
+from facelm.errors import UserError
+from facelm.formats import COREML_REFERENCE, FORMATS
+from facelm.inference import BatchFn
+from facelm.runtimes import RUNTIMES, load_exported
+from facelm.schemes import get_scheme
+
+# dlib's HOG detector box relative to the ground-truth landmark box (centre x, centre y, side: in units of the landmark
+# box side = max(width, height)). Medians over the 845 of 870 faces of 300w/trainset where the detector found the face.
+DLIB_BOX_FROM_LANDMARKS = (0.011, -0.095, 0.985)
+DLIB_TIMING_IMAGE = 256  # dlib is timed on a fixed noise image with a 128 px box: its cost does not depend on pixels
+
+
+class RuntimeMissing(Exception):
+    """The model's runtime is not installed here: the model is skipped with a note, not an error."""
+
+
+@dataclass(frozen=True)
+class Model:
+    path: Path
+    meta: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.meta['model']['arch']}@{self.meta['model']['input_size']}"
+
+    @property
+    def size_mb(self) -> float:
+        """The artefact with its companion files (an NCNN .bin); a directory (.mlpackage) counts all it holds."""
+        size = 0
+        for name in self.meta.get("files", [self.path.name]):
+            path = self.path.with_name(name)
+            size += sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+        return size / 1e6
+
+
+def _is_artefact(path: Path) -> bool:
+    return not path.name.endswith(".json") and any(path.name.endswith(f.suffix) for f in FORMATS)
+
+
+def discover(folder: Path) -> list[Model]:
+    """Every exported model in `folder` with its checked sidecar; a model file without one, or a sidecar without its
+    model, is an error (not skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder; pass the folder 'facelm export --out' wrote")
+    found = {p for p in folder.iterdir() if _is_artefact(p)}
+    found |= {p.with_suffix("") for p in folder.glob("*.json") if _is_artefact(p.with_suffix(""))}
+    if not found:
+        suffixes = ", ".join(sorted({f.suffix for f in FORMATS}))
+        raise UserError(f"{folder}: no exported models ({suffixes} with a .json sidecar); run 'facelm export' first")
+    for path in found:
+        if not path.exists():
+            raise UserError(f"{sidecar_path(path)}: sidecar without its model {path.name}; copy the model beside it")
+    models = [Model(path, read_sidecar(path)) for path in found]
+    order = {f.name: i for i, f in enumerate(FORMATS)}
+    return sorted(models, key=lambda m: (m.label, order.get(m.meta["format"], len(order)), m.path.name))
+
+
+def load_runtime(path: Path, threads: int) -> BatchFn:
+    """The model's batch function; RuntimeMissing when its runtime is not installed or is no on-device runtime."""
+    runtime = read_sidecar(path, check_hash=False)["runtime"]
+    if runtime == COREML_REFERENCE:
+        raise RuntimeMissing("Core ML runs only on Apple devices; the reference executor here runs it through torch, "
+                             "so its timing would say nothing about Core ML")
+    try:
+        run, _ = load_exported(path, threads)
+    except UserError as exc:  # load_exported turns the runtime's ImportError into a UserError: that is a skip here
+        if isinstance(exc.__context__, ImportError):
+            raise RuntimeMissing(f"runtime {runtime} is not installed here (pip install {RUNTIMES[runtime][1]})") from None
+        raise
+    return run
+
+
+def model_input(meta: dict) -> np.ndarray:
+    """A fixed batch-1 input (seeded normal noise, the scale of normalised pixels): latency does not depend on it."""
+    size = meta["model"]["input_size"]
+    return np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+
+
+def time_calls(call, warmup: int, runs: int) -> np.ndarray:
+    """Milliseconds of each of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times * 1e3
+
+
+def latency_stats(ms: np.ndarray) -> dict:
+    p50, p90 = np.percentile(ms, [50, 90])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "min_ms": float(ms.min())}
+
+
+@dataclass
+class Faces:
+    images: list[np.ndarray]  # RGB uint8
+    gt: np.ndarray  # (N, K, 2) 0-based pixel centres
+    scheme_name: str
+    path: Path
+
+
+def check_faces(data: Path, scheme_name: str) -> int:
+    """Number of annotated faces in `data` (reads the annotations only), so a bad folder fails before any timing."""
+    from facelm.annotations import load_annotations
+
+    return len(load_annotations(data, get_scheme(scheme_name)))
+
+
+def load_faces(data: Path, scheme_name: str) -> Faces:
+    import cv2
+
+    from facelm.annotations import load_annotations
+
+    samples = load_annotations(data, get_scheme(scheme_name))
+    images = []
+    for sample in samples:
+        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise UserError(f"{sample.image}: cannot read image (missing, truncated or not an image)")
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return Faces(images, np.stack([s.points for s in samples]), scheme_name, Path(data))
+
+
+def scores(pred: np.ndarray, faces: Faces) -> dict:
+    from facelm.metrics import landmark_report
+
+    report = landmark_report(pred, faces.gt, get_scheme(faces.scheme_name))
+    return {k: report[k] for k in ("n", "nme", "fr10", "auc10")}
+
+
+def model_accuracy(run: BatchFn, meta: dict, faces: Faces) -> dict:
+    """NME / FR@10 / AUC@10 through the runtime, one face at a time (some formats have a fixed batch of 1), on crops
+    taken from the ground-truth landmarks by the sidecar's crop rule."""
+    from facelm.inference import predict_faces
+
+    if meta["scheme"]["name"] != faces.scheme_name:
+        raise UserError(f"{meta['file']}: scheme {meta['scheme']['name']} but the faces are scheme {faces.scheme_name}")
+    pred, _ = predict_faces(run, faces.images, list(faces.gt), meta["model"]["input_size"], batch_size=1)
+    return {**scores(pred, faces), "box": "ground-truth landmark box, sidecar crop rule"}
+
+
+def dlib_model_file() -> Path:
+    import face_recognition_models
+
+    return Path(face_recognition_models.pose_predictor_model_location())
+
+
+def load_dlib():
+    import dlib
+
+    return dlib.shape_predictor(str(dlib_model_file()))
+
+
+def dlib_rect(box):
+    import dlib
+
+    return dlib.rectangle(*(int(round(v)) for v in box))
+
+
+def dlib_timing_call(predictor):
+    """A call of the predictor on a fixed noise image with a fixed box (timing only)."""
+    size = DLIB_TIMING_IMAGE
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    rect = dlib_rect((size / 4, size / 4, 3 * size / 4, 3 * size / 4))
+    return lambda: predictor(image, rect)
+
+
+def mapped_dlib_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The ground-truth landmark box mapped to dlib's detector-box convention (DLIB_BOX_FROM_LANDMARKS)."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    side = max(x1 - x0, y1 - y0)
+    dx, dy, scale = DLIB_BOX_FROM_LANDMARKS
+    cx, cy, half = (x0 + x1) / 2 + dx * side, (y0 + y1) / 2 + dy * side, scale * side / 2
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def dlib_box(detector, image: np.ndarray, points: np.ndarray):
+    """dlib's own HOG detector box for the face (the largest detection centred inside the landmark box), else None."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    hits = [d for d in detector(image, 1) if x0 < d.center().x < x1 and y0 < d.center().y < y1]
+    return max(hits, key=lambda d: d.area(), default=None)
+
+
+def dlib_accuracy(predictor, faces: Faces) -> dict:
+    """dlib's pipeline: its HOG detector's box where it finds the face, else the landmark box mapped to that
+    convention; the shape predictor on that box."""
+    import dlib
+
+    if faces.scheme_name != "68":
+        raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
+    detector = dlib.get_frontal_face_detector()
+    pred, detected = [], 0
+    for image, points in zip(faces.images, faces.gt):
+        rect = dlib_box(detector, image, points)
+        detected += rect is not None
+        shape = predictor(image, rect if rect is not None else dlib_rect(mapped_dlib_box(points)))
+        pred.append([(p.x, p.y) for p in shape.parts()])
+    box = (f"dlib HOG detector box on {detected}/{len(faces.gt)} faces, the ground-truth landmark box mapped to "
+           f"dlib's box convention on the rest")
+    return {**scores(np.asarray(pred, np.float32), faces), "box": box}

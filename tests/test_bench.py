@@ -1,0 +1,205 @@
+"""bench/: the on-device bench (torch-free, one-line errors) and the CI regression gates, on a 64 px student."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import gate
+from bench.estimate import onnx_macs
+from bench.run import arm_cores
+from bench.run import cli as bench
+from facelm.annotations import load_annotations
+from facelm.checkpoint import model_spec, save_checkpoint
+from facelm.cli import main as facelm
+from facelm.contract import sidecar_path
+from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points
+from facelm.models import create_model
+from facelm.runs import file_sha256
+from facelm.schemes import get_scheme
+
+pytest.importorskip("onnxruntime", reason="export toolchain not installed: pip install 'facelm[export]'")
+onnx = pytest.importorskip("onnx", reason="export toolchain not installed: pip install 'facelm[export]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "mobilenetv2_025_300w_64.onnx"
+FAST_GATE = ["--rounds", "7", "--runs", "20", "--warmup", "5"]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_300w, calib_300w, tmp_path_factory) -> Path:
+    """An ONNX fp32 student at 64 px whose output is the faces' mean shape (zero head weights), so that shifting its
+    output is a known accuracy regression."""
+    torch.manual_seed(0)
+    model = create_model("mobilenetv2_025", heads={"300w": 68}, input_size=64).eval()
+    samples = load_annotations(tiny_300w, get_scheme(68))
+    mean = np.mean([crop_to_normalised(transform_points(s.points, eval_crop_matrix(s.points, 64)), 64) for s in samples], 0)
+    model.heads["300w"].set_mean_shape(torch.from_numpy(mean).float())
+    torch.nn.init.zeros_(model.heads["300w"].fc.weight)
+    ckpt = save_checkpoint(tmp_path_factory.mktemp("student") / "student.pt", model,
+                           model_spec(model, "mobilenetv2_025", {"300w": "68"}))
+    out = tmp_path_factory.mktemp("export")
+    assert facelm(["export", "--checkpoint", str(ckpt), "--out", str(out), "--calib-data", str(calib_300w),
+                   "--verify-data", str(tiny_300w), "--formats", "onnx_fp32"]) == 0
+    return out
+
+
+def rewrite_sidecar(artefact: Path, **changes) -> None:
+    """Edit a sidecar and make its hashes match the artefact as it is now."""
+    meta = json.loads(sidecar_path(artefact).read_text())
+    meta.update(file=artefact.name, sha256=file_sha256(artefact), **changes)
+    meta["files"] = {artefact.name: meta["sha256"]}
+    sidecar_path(artefact).write_text(json.dumps(meta))
+
+
+def copy_models(exported: Path, folder: Path) -> Path:
+    shutil.copytree(exported, folder)
+    return folder
+
+
+def one_line_error(capsys, argv: list[str], match: str) -> None:
+    assert bench(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("bench: error:"), err
+    assert match in err, err
+
+
+def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w, tmp_path):
+    """A subprocess where `import torch` (and the LiteRT runtime) fail: the ONNX rows are measured, the .tflite is
+    skipped with a note, and a second run appends to the CSV log."""
+    models = copy_models(exported, tmp_path / "models")
+    fake = models / "mobilenetv2_025_300w_64.tflite"
+    fake.write_bytes(b"not a flatbuffer")
+    shutil.copy(sidecar_path(models / MODEL), sidecar_path(fake))
+    rewrite_sidecar(fake, format="tflite_fp32", runtime="LiteRT")
+    for name in ("torch", "ai_edge_litert"):
+        (tmp_path / "shim" / name).mkdir(parents=True)
+        (tmp_path / "shim" / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked in this test')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    argv = ["--models", str(models), "--data", str(tiny_300w), "--threads", "1", "--runs", "5", "--warmup", "1",
+            "--json", str(tmp_path / "bench.json"), "--csv", str(tmp_path / "log.csv")]
+    proc = subprocess.run([sys.executable, "bench/run.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    rows = {r["format"]: r for r in result["rows"]}
+    assert rows["onnx_fp32"]["accuracy"]["n"] == 12 and rows["onnx_fp32"]["p50_ms"] > 0
+    assert rows["onnx_fp32"]["peak_rss_mb"] > 0 and "tflite_fp32" not in rows
+    assert any("skipped mobilenetv2_025_300w_64.tflite" in n and "not installed" in n for n in result["notes"])
+    assert "torch" not in result["machine"] and "5 ms budget" in proc.stdout
+    argv[1] = str(exported)  # in this process LiteRT is installed, and would refuse the fake file
+    assert bench(argv[:6] + ["--runs", "3", "--no-peer", "--csv", str(tmp_path / "log.csv")]) == 0
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0].startswith("time,host,cpu") and len(lines) == 1 + len(result["rows"]) + 1
+
+
+def test_empty_folder_is_an_error(tmp_path, capsys):
+    one_line_error(capsys, ["--models", str(tmp_path)], "no exported models")
+
+
+def test_model_without_sidecar_is_an_error(exported, tmp_path, capsys):
+    shutil.copy(exported / MODEL, tmp_path / MODEL)
+    one_line_error(capsys, ["--models", str(tmp_path)], "no metadata sidecar")
+
+
+def test_other_contract_version_is_an_error(exported, tmp_path, capsys):
+    models = copy_models(exported, tmp_path / "models")
+    rewrite_sidecar(models / MODEL, facelm_contract=99)
+    one_line_error(capsys, ["--models", str(models)], "contract v99")
+
+
+def test_corrupt_model_is_an_error(exported, tmp_path, capsys):
+    models = copy_models(exported, tmp_path / "models")
+    artefact = models / MODEL
+    artefact.write_bytes(artefact.read_bytes()[: -100])
+    one_line_error(capsys, ["--models", str(models), "--no-peer"], "sha256 does not match")
+    rewrite_sidecar(artefact)  # the hash now matches: the runtime itself must refuse the file
+    one_line_error(capsys, ["--models", str(models), "--no-peer", "--runs", "1"], "cannot load it")
+
+
+def test_arm_cpu_is_named_by_its_cores():
+    cpuinfo = "".join(f"processor\t: {i}\nCPU part\t: {'0xd05' if i < 4 else '0xd0b'}\n\n" for i in range(8))
+    assert arm_cores(cpuinfo) == "4x Cortex-A55 + 4x Cortex-A76"
+    assert arm_cores("model name\t: Intel(R) Xeon(R)\n") is None
+
+
+def test_mobile_estimate_counts_the_networks_macs(exported):
+    from facelm.models.stats import model_stats
+
+    expected = model_stats("mobilenetv2_025", {"300w": 68}, 64)["mmacs"] * 1e6
+    assert onnx_macs(exported / MODEL) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def baseline(exported, tiny_300w, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gate") / "baseline.json"
+    assert gate.cli(["--models", str(exported), "--data", str(tiny_300w), "--baseline", str(path), "--refresh",
+                     *FAST_GATE]) == 0
+    return path
+
+
+def run_gate(models: Path, tiny_300w: Path, baseline: Path, capsys) -> tuple[int, str]:
+    code = gate.cli(["--models", str(models), "--data", str(tiny_300w), "--baseline", str(baseline), *FAST_GATE])
+    return code, capsys.readouterr().out
+
+
+def test_baseline_is_stable_text(baseline):
+    text = baseline.read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+    row = data["formats"]["onnx_fp32"]
+    assert row["nme"] == round(row["nme"], 3) and row["latency_ratio"] > 0 and data["faces"] == 12
+
+
+def test_gate_passes_on_an_unchanged_run(exported, tiny_300w, baseline, capsys):
+    code, out = run_gate(exported, tiny_300w, baseline, capsys)
+    assert code == 0, out
+
+
+def test_gate_fails_on_an_accuracy_regression(exported, tiny_300w, baseline, tmp_path, capsys):
+    """The exported graph's output bias moved by 0.05 of the crop in x and y: every point 3 px off at 64 px."""
+    models = copy_models(exported, tmp_path / "models")
+    model = onnx.load(models / MODEL)
+    output = model.graph.output[0].name
+    next(n for n in model.graph.node if output in n.output).output[:] = [output + "_unperturbed"]
+    shift = np.zeros((1, 68, 3), np.float32)
+    shift[..., :2] = 0.05
+    model.graph.initializer.append(onnx.numpy_helper.from_array(shift, "shift"))
+    model.graph.node.append(onnx.helper.make_node("Add", [output + "_unperturbed", "shift"], [output]))
+    onnx.save(model, models / MODEL)
+    rewrite_sidecar(models / MODEL)
+    code, out = run_gate(models, tiny_300w, baseline, capsys)
+    assert code == 1 and "onnx_fp32: NME" in out and "FAIL" in out, out
+
+
+def test_gate_fails_on_a_latency_regression(exported, tiny_300w, baseline, monkeypatch, capsys):
+    load = gate.load_runtime
+
+    def slow_load(path, threads):
+        run = load(path, threads)
+        return lambda batch: (time.sleep(0.002), run(batch))[1]
+
+    monkeypatch.setattr(gate, "load_runtime", slow_load)
+    code, out = run_gate(exported, tiny_300w, baseline, capsys)
+    assert code == 1 and "onnx_fp32: latency ratio" in out and "NME" not in out.split("gate FAILED")[1], out
+
+
+def test_gate_limits_depend_on_precision():
+    base = {"formats": {"a": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0},
+                        "b": {"precision": "int8", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0},
+                        "c": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0}}}
+    fresh = {"a": {**base["formats"]["a"], "nme": 3.08, "latency_ratio": 2.2},
+             "b": {**base["formats"]["b"], "nme": 3.08, "latency_ratio": 2.4},
+             "d": base["formats"]["a"]}
+    rows, failures = gate.compare(base, fresh, gate.nme_tolerances([]), gate.LATENCY_TOLERANCE)
+    assert [f.split(":")[0] for f in failures] == ["a", "b", "c"]
+    assert "NME" in failures[0] and "latency" in failures[1] and "not measured" in failures[2]
+    assert ("d", "-", "-", "new", "-", "-", "not in baseline: --refresh") in rows
+    assert not gate.compare(base, fresh | {"c": base["formats"]["c"]}, gate.nme_tolerances(["fp32=0.1"]), 0.25)[1]
