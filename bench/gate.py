@@ -26,8 +26,17 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import (Faces, Model, RuntimeMissing, discover, load_faces, load_runtime,  # noqa: E402
-                           model_accuracy, model_input, time_calls)
+from bench.measure import (  # noqa: E402
+    Faces,
+    Model,
+    RuntimeMissing,
+    discover,
+    load_faces,
+    load_runtime,
+    model_accuracy,
+    model_input,
+    time_calls,
+)
 from bench.table import text_table  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 
@@ -231,7 +240,8 @@ def compare(baseline: dict, fresh: dict, nme_tol: dict[str, float], latency_tol:
         if bad:
             failures.append(f"{name}: latency ratio {now['latency_ratio']:.3f} is {change:+.1%} from the baseline "
                             f"{base['latency_ratio']:.3f} (limit +{latency_tol:.0%})")
-    rows += [(name, "-", "-", "new", "-", "-", "not in baseline: --refresh") for name in sorted(set(fresh) - set(baseline["formats"]))]
+    rows += [(name, "-", "-", "new", "-", "-", "not in baseline: --refresh")
+             for name in sorted(set(fresh) - set(baseline["formats"]))]
     return rows, failures
 
 

@@ -22,9 +22,22 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import (Model, RuntimeMissing, check_faces, discover, dlib_accuracy, dlib_model_file,  # noqa: E402
-                           dlib_timing_call, latency_stats, load_dlib, load_faces, load_runtime, model_accuracy,
-                           model_input, time_calls)
+from bench.measure import (  # noqa: E402
+    Model,
+    RuntimeMissing,
+    check_faces,
+    discover,
+    dlib_accuracy,
+    dlib_model_file,
+    dlib_timing_call,
+    latency_stats,
+    load_dlib,
+    load_faces,
+    load_runtime,
+    model_accuracy,
+    model_input,
+    time_calls,
+)
 from bench.table import text_table  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 

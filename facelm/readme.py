@@ -101,11 +101,29 @@ def _student_families(report: dict) -> str:
             + families_markdown(report["rows"]).rstrip("\n"))
 
 
+def _export(report: dict) -> str:
+    from export.run import markdown
+
+    return markdown(report["rows"], report["torch"], report["spec"]["input_size"]).rstrip("\n")
+
+
+def _bench(report: dict) -> str:
+    from bench.run import table
+
+    m, est = report["machine"], report["mobile_estimate"]
+    estimate = "; ".join(f"{e['model']}: {e['macs_m']:.2f} M MACs -> ~{e['ms']:.2f} ms" for e in est)
+    return (f"{m['cpu']}, {m['cores']} cores, {m['os']}, {m['time']}; batch 1, p50 judged against the 5 ms budget.\n\n"
+            "```\n" + table(report["rows"]) + "\n```\n\n" + "\n".join(f"- {note}" for note in report["notes"])
+            + f"\n- Mobile estimate (a projection, not a measurement; one Cortex-A76 core at 15 GFLOP/s sustained): {estimate}")
+
+
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
     "student": (Path("weights/student_mobilenetv2_025.json"), _student),
     "ablation": (Path("docs/results/ablation.json"), _ablation),
     "loader": (Path("docs/results/loader.json"), _loader),
+    "export": (Path("weights/export/export_report.json"), _export),
+    "bench": (Path("docs/results/bench.json"), _bench),
     "student-ab": (Path("docs/results/student_ab.json"), _student_ab),
     "student-families": (Path("docs/results/student_families.json"), _student_families),
 }
