@@ -11,7 +11,7 @@ STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 
-.PHONY: setup teacher student student-report export bench gate gate-refresh eval plot-losses ablation loader-bench release readme test all help
+.PHONY: setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench DATA=...            latency/size/accuracy of every model in weights/export (+ dlib peer if installed)"
 	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratio) against bench/baseline.json"
 	@echo "make gate-refresh DATA=...     rewrite bench/baseline.json after an intended change (review its git diff)"
+	@echo "make model-stats              params, MMACs, fp32 MB and PyTorch eager latency (1 thread) of every model"
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
 	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
@@ -59,6 +60,9 @@ gate: setup
 
 gate-refresh: setup
 	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset" --refresh
+
+model-stats: setup
+	$(FACELM) model-stats --time --json docs/results/model_stats.json
 
 eval: setup
 	$(FACELM) eval --model "$(MODEL)" --data "$(EVAL_DATA)" --report "$(REPORT)"

@@ -9,6 +9,7 @@ reference workload (a MobileNetV2-like ONNX net built in memory, fp32, or its in
 onnxruntime, one thread), and the gated number is the median over rounds of model p10 / reference p10. The fast tail
 (p10) rather than p50, because other processes inflate the slow runs; a reference shaped like the student and of its
 precision, because contention slows small int8 kernels and per-node overhead differently from plain convolutions.
+A format over its limit is timed once more and the lower ratio counts: a real slowdown fails both times.
 Ratios carry from run to run on one class of machine, not across CPU types: refresh the baseline on the kind of
 machine that runs the gate, and after upgrading a runtime. Needs onnx + onnxruntime for the reference.
 """
@@ -179,7 +180,22 @@ def latency_ratios(calls: dict, precisions: dict[str, str], rounds: int, runs: i
     return {name: float(np.median(values)) for name, values in ratios.items()}
 
 
-def measure(models: list[Model], faces: Faces, args: argparse.Namespace) -> tuple[dict, list[str]]:
+def confirm_slow(ratios: dict[str, float], baseline: dict, calls: dict, precisions: dict[str, str],
+                 args: argparse.Namespace, notes: list[str]) -> dict[str, float]:
+    """Time every format over its latency limit once more and keep the lower ratio: a real slowdown is over the limit
+    both times, a burst of load from other processes rarely is."""
+    limits = {name: baseline["formats"][name]["latency_ratio"] * (1 + args.latency_tolerance)
+              for name in ratios if name in baseline["formats"]}
+    slow = {name: calls[name] for name, limit in limits.items() if ratios[name] > limit}
+    if not slow:
+        return ratios
+    again = latency_ratios(slow, precisions, args.rounds, args.runs, args.warmup)
+    notes += [f"{name}: latency ratio {ratios[name]:.3f} over its limit {limits[name]:.3f}, timed again: {again[name]:.3f}; "
+              "the lower one counts" for name in slow]
+    return {**ratios, **{name: min(ratios[name], again[name]) for name in slow}}
+
+
+def measure(models: list[Model], faces: Faces, args: argparse.Namespace, baseline: dict | None) -> tuple[dict, list[str]]:
     """Per format: NME / FR@10 / AUC@10 on `faces` and the latency ratio, all on one thread."""
     results, calls, notes = {}, {}, []
     for model in models:
@@ -196,7 +212,10 @@ def measure(models: list[Model], faces: Faces, args: argparse.Namespace) -> tupl
         results[name] = {"file": model.path.name, "precision": model.meta["precision"],
                          **{k: v for k, v in model_accuracy(run, model.meta, faces).items() if k in ROUNDING}}
     precisions = {name: row["precision"] for name, row in results.items()}
-    for name, ratio in latency_ratios(calls, precisions, args.rounds, args.runs, args.warmup).items():
+    ratios = latency_ratios(calls, precisions, args.rounds, args.runs, args.warmup)
+    if baseline is not None:
+        ratios = confirm_slow(ratios, baseline, calls, precisions, args, notes)
+    for name, ratio in ratios.items():
         results[name]["latency_ratio"] = ratio
     return {name: {k: round(v, ROUNDING[k]) if k in ROUNDING else v for k, v in row.items()}
             for name, row in results.items()}, notes
@@ -282,7 +301,7 @@ def main(args: argparse.Namespace) -> bool:
     if baseline is not None and baseline["faces"] != len(faces.gt):
         raise UserError(f"{args.data}: {len(faces.gt)} faces but the baseline was measured on {baseline['faces']} "
                         f"({baseline['data']}); pass that folder")
-    fresh, notes = measure(models, faces, args)
+    fresh, notes = measure(models, faces, args, baseline)
     if baseline is not None and baseline["checkpoint_sha256"] != checkpoints(models):
         notes.append("these models come from another checkpoint than the baseline's; after a new release, refresh the "
                      "baseline in the same commit")

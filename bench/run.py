@@ -97,7 +97,8 @@ def measure(job: dict) -> dict:
         call = lambda: run(x)  # noqa: E731
     row = {"load_ms": (time.perf_counter() - start) * 1e3,
            **latency_stats(time_calls(call, job["warmup"], job["runs"]))}
-    row.update(peak_rss_mb=peak_rss_mb(), rss_increase_mb=peak_rss_mb() - base)
+    peak = peak_rss_mb()
+    row.update(peak_rss_mb=peak, rss_increase_mb=peak - base)
     if job["data"]:
         faces = load_faces(Path(job["data"]), job["scheme"])
         row["accuracy"] = dlib_accuracy(predictor, faces) if job["kind"] == "dlib" else model_accuracy(run, job["meta"], faces)

@@ -95,3 +95,11 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         with pytest.raises(UserError, match=message) as err:
             load_model(tmp_path / name)
         assert "\n" not in str(err.value)
+
+
+def test_eager_latency_is_timed_on_one_thread():
+    from facelm.models.stats import eager_latency_ms
+
+    torch.set_num_threads(1)
+    timing = eager_latency_ms("mobilenetv2_025", {"300w": 68}, 64, runs=5, warmup=1)
+    assert 0 < timing["eager_min_ms"] <= timing["eager_p50_ms"] <= timing["eager_p90_ms"] and timing["threads"] == 1

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -26,11 +28,28 @@ def model_stats(name: str, heads: dict[str, int], input_size: int) -> dict:
             "fp32_mb": len(buffer.getvalue()) / 1e6}
 
 
+def eager_latency_ms(name: str, heads: dict[str, int], input_size: int, runs: int = 200, warmup: int = 20) -> dict:
+    """PyTorch eager latency of the single-head graph at batch 1 on the current thread count: p50 / p90 / min ms."""
+    model = SingleHead(create_model(name, heads=heads, input_size=input_size).eval(), next(iter(heads)))
+    x = torch.zeros(1, 3, input_size, input_size)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            model(x)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    p50, p90 = np.percentile(times, [50, 90])
+    return {"eager_p50_ms": float(p50), "eager_p90_ms": float(p90), "eager_min_ms": float(min(times)),
+            "threads": torch.get_num_threads()}
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm model-stats", add_help=add_help)
     p.add_argument("--models", nargs="+", default=list_models(), help="models (default: all registered)")
     p.add_argument("--points", type=int, default=68, help="points of the shipped head (default: 68)")
     p.add_argument("--input-size", type=int, default=112, help="input size (default: 112)")
+    p.add_argument("--time", action="store_true", help="also time PyTorch eager at batch 1 on one thread (p50/p90/min ms)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     return p
 
@@ -38,9 +57,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(1)
     rows = [model_stats(name, {"head": args.points}, args.input_size) for name in args.models]
-    print("| model | params | MMACs | fp32 MB |\n|---|---|---|---|")
+    if args.time:
+        rows = [{**r, **eager_latency_ms(r["model"], {"head": args.points}, args.input_size)} for r in rows]
+    print("| model | params | MMACs | fp32 MB |" + (" eager p50 ms | p90 ms | min ms |" if args.time else ""))
+    print("|---|---|---|---|" + ("---|---|---|" if args.time else ""))
     for r in rows:
-        print(f"| {r['model']} | {r['params'] / 1e6:.3f} M | {r['mmacs']:.1f} | {r['fp32_mb']:.2f} |")
+        timing = f" {r['eager_p50_ms']:.3f} | {r['eager_p90_ms']:.3f} | {r['eager_min_ms']:.3f} |" if args.time else ""
+        print(f"| {r['model']} | {r['params'] / 1e6:.3f} M | {r['mmacs']:.1f} | {r['fp32_mb']:.2f} |{timing}")
     if args.json:
         write_json(args.json, {"rows": rows})
     return rows
