@@ -3,9 +3,10 @@ each through its own runtime, against the 5 ms budget; dlib's 68-point ERT as th
 
     python bench/run.py --models weights/export [--data DATA/300w/testset] [--json bench.json] [--csv bench.csv]
 
-Needs numpy and whichever runtimes are installed (a model whose runtime is missing is skipped with a note); opencv
-only with --data. Never imports torch. Runs from the repo root or from a copied folder holding bench/ and facelm/.
-Each model x thread count is measured in a fresh subprocess, so its peak RSS is its own.
+Needs numpy, opencv and whichever runtimes are installed (a model whose runtime is missing is skipped with a note);
+scipy only with --data. bench reads images with opencv only for --data, but facelm.contract imports facelm.geometry,
+which imports cv2 at load. Never imports torch. Runs from the repo root or from a copied folder holding bench/ and
+facelm/. Each model x thread count is measured in a fresh subprocess, so its peak RSS is its own.
 """
 from __future__ import annotations
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 EVAL_CROP_SCALE = 1.25
@@ -49,6 +48,8 @@ def eval_crop_matrix(points_or_box: np.ndarray, size: int, scale: float = EVAL_C
 
 
 def warp_image(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    import cv2  # imported here: the torch-free bench reads the crop constants on devices without opencv
+
     return cv2.warpAffine(
         image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
@@ -59,6 +60,8 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    import cv2
+
     return cv2.invertAffineTransform(matrix)
 
 

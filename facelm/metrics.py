@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from facelm.schemes import Scheme
 
@@ -44,6 +43,8 @@ def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence
         "per_image_nme": [float(v * 100) for v in nme],
     }
     if confidence is not None:
+        from scipy.stats import spearmanr  # only with confidences: the bench on a device needs no scipy
+
         rho = float(spearmanr(confidence.ravel(), errors.ravel()).statistic) if np.ptp(confidence) > 0 else float("nan")
         report["spearman_conf_error"] = rho if np.isfinite(rho) else None  # undefined for constant confidence
     return report
