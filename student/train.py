@@ -61,6 +61,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="teacher targets are the mean of the crop and its mirror image (default: on)")
     p.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth loss (default: 1.0)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1.0)")
+    p.add_argument("--kd-labelled-weight", type=float, default=1.0,
+                   help="distillation weight on labelled faces, relative to unlabelled photos (default: 1.0)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
     p.add_argument("--labelled-fraction", type=float, default=0.5,
@@ -135,7 +137,10 @@ def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coor
                               args.conf_weight, args.conf_tau)
     if "teacher" not in batch:
         return gt, parts
-    kd, kd_parts = distillation_loss(pred, batch["teacher"][:, :k], args.input_size, coord_loss, args.kd_conf_weight)
+    labelled = batch["weight"][:, :k].sum(-1) > 0
+    per_face = torch.where(labelled, args.kd_labelled_weight, 1.0)
+    kd, kd_parts = distillation_loss(pred, batch["teacher"][:, :k], args.input_size, coord_loss, args.kd_conf_weight,
+                                     per_face)
     return args.gt_weight * gt + args.kd_weight * kd, {**parts, **kd_parts}
 
 

@@ -34,6 +34,17 @@ def test_teacher_confidence_scales_each_points_gradient():
     np.testing.assert_allclose(ratio.numpy(), [1.0, 0.5, 0.0, 0.25], atol=1e-6)
 
 
+def test_sample_weight_scales_each_faces_distillation_gradient():
+    teacher = torch.cat([_outputs([5.0, 5.0]), _outputs([5.0, 5.0])])
+    student = torch.cat([_outputs([0.0, 0.0]), _outputs([0.0, 0.0])]).requires_grad_(True)
+    loss_fn = get_coord_loss("l1")
+    (plain,) = torch.autograd.grad(distillation_loss(student, teacher, 112, loss_fn)[0], student)
+    weighted_loss, _ = distillation_loss(student, teacher, 112, loss_fn, sample_weight=torch.tensor([0.25, 1.0]))
+    (weighted,) = torch.autograd.grad(weighted_loss, student)
+    np.testing.assert_allclose(weighted[0].numpy(), 0.25 * plain[0].numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(weighted[1].numpy(), plain[1].numpy(), rtol=1e-5, atol=1e-8)
+
+
 def test_distillation_never_sends_gradient_into_the_teacher():
     teacher = _outputs([1.0, -1.0]).requires_grad_(True)
     student = _outputs([0.0, 0.0]).requires_grad_(True)

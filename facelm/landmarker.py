@@ -1,0 +1,62 @@
+"""A landmark model ready for photos and video: any checkpoint or exported model, run on crops given as affines.
+
+    landmarker = load_landmarker(Path("weights/student_mobilenetv2_025.pt"))   # or .onnx, .tflite, .ncnn.param ...
+    points, confidence = landmarker.from_boxes(image, [landmark_box])          # eval crop rule
+    points, confidence = landmarker.from_crops(image, [matrix])                # any crop, e.g. rotated (tracking)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box, warp_image
+from facelm.inference import BatchFn, to_image
+from facelm.preprocess import normalise_crop
+from facelm.schemes import Scheme, get_scheme
+
+
+@dataclass
+class Landmarker:
+    run_batch: BatchFn
+    head: str
+    scheme: Scheme
+    size: int
+    runtime: str
+    path: Path
+
+    def from_crops(self, image: np.ndarray, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Points (N, K, 2) in image pixels and confidences (N, K) in [0, 1], one face per image-to-crop affine."""
+        if not matrices:
+            return np.zeros((0, self.scheme.n_points, 2), np.float32), np.zeros((0, self.scheme.n_points), np.float32)
+        crops = np.stack([normalise_crop(warp_image(image, m, self.size)) for m in matrices])
+        return to_image(self.run_batch(crops), matrices, self.size)
+
+    def from_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The same under the eval crop rule, from landmark boxes (or landmarks, or a calibrated detector box)."""
+        return self.from_crops(image, [eval_crop_matrix(b, self.size) for b in boxes])
+
+
+def load_landmarker(path: Path, head: str | None = None) -> Landmarker:
+    from facelm.evaluation import model_batch_fn
+
+    run, head, scheme, size, runtime = model_batch_fn(Path(path), head)
+    return Landmarker(run, head, get_scheme(scheme), size, runtime, Path(path))
+
+
+def upright_crop(points: np.ndarray, scheme: Scheme, size: int, scale: float) -> np.ndarray:
+    """The crop that follows a face from its landmarks, as MediaPipe's tracker does: centred on the landmark box, its
+    side `scale` times the box side, rotated so that the outer eye corners lie level."""
+    a, b = scheme.eye_corners
+    dx, dy = points[b] - points[a]
+    angle = float(np.degrees(np.arctan2(dy, dx)))
+    cx, cy, side = landmark_box(rotate_points(points, -angle, points.mean(axis=0)))
+    centre = rotate_points(np.array([[cx, cy]]), angle, points.mean(axis=0))[0]
+    return crop_matrix((float(centre[0]), float(centre[1])), side * scale, size, rotation_deg=angle)
+
+
+def rotate_points(points: np.ndarray, angle_deg: float, about: np.ndarray) -> np.ndarray:
+    a = np.radians(angle_deg)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (points - about) @ rotation.T + about

@@ -1,0 +1,118 @@
+"""Photos to landmarks: detector calibration, `facelm predict` on package-shipped photos, and its bad inputs."""
+from __future__ import annotations
+
+import json
+import shutil
+from argparse import Namespace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facelm.calibrate import detected_faces, landmarks_from_detections
+from facelm.cli import main as cli
+from facelm.detect import BoxCalibration, FaceDetector, fit_calibration, read_calibration
+from facelm.errors import UserError
+from facelm.geometry import transform_points
+from facelm.landmarker import load_landmarker, rotate_points, upright_crop
+from facelm.metrics import landmark_report
+from facelm.predict import main as predict
+from facelm.samples import write_sample_photos
+from facelm.schemes import get_scheme
+from facelm.stage import RELEASED_STUDENT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def predict_args(input_path: Path, out: Path, **overrides) -> Namespace:
+    args = dict(input=input_path, out=out, model=ROOT / RELEASED_STUDENT, head=None,
+                calibration=ROOT / "weights" / "detector_calibration.json", refine=1, min_score=0.0, upsample=1)
+    return Namespace(**{**args, **overrides})
+
+
+def test_fit_calibration_recovers_a_known_mapping():
+    rng = np.random.default_rng(0)
+    truth = BoxCalibration(dx=0.03, dy=0.11, scale=1.2)
+    boxes, faces = [], []
+    for _ in range(50):
+        x0, y0, side = rng.uniform(0, 200), rng.uniform(0, 200), rng.uniform(40, 150)
+        box = np.array([x0, y0, x0 + side, y0 + side])
+        corners = truth.landmark_box(box)
+        faces.append(np.concatenate([corners, corners.mean(axis=0, keepdims=True)]))
+        boxes.append(box)
+    fitted = fit_calibration(np.array(boxes), np.array(faces))
+    np.testing.assert_allclose([fitted.dx, fitted.dy, fitted.scale], [0.03, 0.11, 1.2], atol=1e-5)
+
+
+def test_upright_crop_levels_the_eyes_at_any_roll():
+    scheme = get_scheme("68")
+    points = np.random.default_rng(1).uniform(100, 200, (68, 2))
+    points[36], points[45] = (120, 150), (180, 150)
+    reference = transform_points(points, upright_crop(points, scheme, 112, 1.25))
+    for angle in (-35.0, 10.0, 50.0):
+        rolled = rotate_points(points, angle, np.array([150.0, 150.0]))
+        np.testing.assert_allclose(transform_points(rolled, upright_crop(rolled, scheme, 112, 1.25)), reference, atol=1e-3)
+
+
+def test_calibration_file_is_readable_and_a_bad_one_says_what_to_do(tmp_path):
+    calibration = read_calibration(ROOT / "weights" / "detector_calibration.json")
+    assert 0.9 < calibration.scale < 1.2 and abs(calibration.dx) < 0.1
+    bad = tmp_path / "calibration.json"
+    bad.write_text("{}")
+    with pytest.raises(UserError, match="calibrate-detector"):
+        read_calibration(bad)
+
+
+def test_predict_on_package_photos(tmp_path):
+    photos = write_sample_photos(tmp_path / "photos")
+    results = {Path(r["image"]).stem: r for r in predict(predict_args(tmp_path / "photos", tmp_path / "out"))}
+    assert set(results) == {p.stem for p in photos}
+    astronaut = results["astronaut"]["faces"][0]  # best-scored face: Eileen Collins, whose face spans ~(180-265, 80-170)
+    points = np.array(astronaut["points"])
+    assert points.shape == (68, 2) and len(astronaut["confidence"]) == 68
+    assert 170 < points[:, 0].mean() < 270 and 80 < points[:, 1].mean() < 170
+    assert points[36, 0] < points[45, 0]  # the subject's right eye corner (image left) comes first
+    assert len(results["t1"]["faces"]) == 6  # the six people around the table
+    overlay = cv2.imread(str(tmp_path / "out" / "t1.jpg"))
+    assert overlay.shape[:2] == (results["t1"]["height"], results["t1"]["width"])
+    on_disk = json.loads((tmp_path / "out" / "astronaut.json").read_text())
+    assert on_disk["faces"][0]["box"] == astronaut["box"]
+
+
+def test_an_image_without_a_face_is_an_empty_result(tmp_path):
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((240, 320, 3), 128, np.uint8))
+    (result,) = predict(predict_args(tmp_path / "wall.png", tmp_path / "out"))
+    assert result["faces"] == []
+    assert json.loads((tmp_path / "out" / "wall.json").read_text())["faces"] == []
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    assert cli(["predict", str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "out")]) == 2
+    assert cli(["predict", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out")]) == 2
+    exported = ROOT / "weights" / "export"
+    model = tmp_path / "mobilenetv2_025_300w_112.onnx"  # the int8 model behind the fp32 model's sidecar
+    shutil.copy(exported / "mobilenetv2_025_300w_112.int8.onnx", model)
+    shutil.copy(exported / "mobilenetv2_025_300w_112.onnx.json", tmp_path / "mobilenetv2_025_300w_112.onnx.json")
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((64, 64, 3), 128, np.uint8))
+    assert cli(["predict", str(tmp_path / "wall.png"), "--out", str(tmp_path / "out"), "--model", str(model)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("facelm predict: error:") for line in errors)
+    assert "sha256 does not match its sidecar" in errors[2]
+
+
+def test_detector_crops_come_close_to_ground_truth_crops(data_root):
+    """On the first 80 test faces the detector finds, the calibrated and once-refined detector crop costs less than
+    0.4 NME points against the ground-truth crop (0.12 on all 322 faces, docs/results/detector.md)."""
+    images, gt, boxes, _, _ = detected_faces(data_root / "300w" / "testset", FaceDetector(), limit=80)
+    landmarker = load_landmarker(ROOT / RELEASED_STUDENT)
+    scheme = landmarker.scheme
+    truth = np.stack([landmarker.from_boxes(image, [points])[0][0] for image, points in zip(images, gt)])
+    calibration = read_calibration(ROOT / "weights" / "detector_calibration.json")
+    detected = landmarks_from_detections(landmarker, images, boxes, calibration, 1)
+    uncalibrated = landmarks_from_detections(landmarker, images, boxes, BoxCalibration(), 0)
+    nme = {name: landmark_report(pred, gt, scheme)["nme"] for name, pred in
+           [("truth", truth), ("detected", detected), ("uncalibrated", uncalibrated)]}
+    assert nme["detected"] - nme["truth"] < 0.4
+    assert nme["uncalibrated"] > nme["detected"] + 0.3
