@@ -2,7 +2,7 @@
 DATA ?= ../shared/data
 VENV ?= .venv
 # The development environment: tests and the export toolchain. A training-only user can `pip install .` instead.
-EXTRAS ?= test,export
+EXTRAS ?= test,export,predict
 PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
@@ -10,8 +10,9 @@ TEACHER_ARGS ?=
 STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
+FIGURES_ARGS ?=
 
-.PHONY: setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses ablation loader-bench release readme test all help
+.PHONY: predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -29,11 +30,20 @@ help:
 	@echo "make release RUN=dir           copy a teacher or student run's weights + model card into weights/"
 	@echo "make readme                    refill README result tables from the committed reports"
 	@echo "make plot-losses               the loss-shape figure (docs/losses.png)"
+	@echo "make predict INPUT=img|dir OUT=dir  detect faces, landmarks on each; JSON + overlay per image (MODEL=f to choose)"
+	@echo "make photos                    predict on the photos packages ship (astronaut, insightface t1) into docs/photos"
+	@echo "make calibrate-detector DATA=... fit the detector-box-to-crop mapping; detector vs ground-truth crop NME"
+	@echo "make figures DATA=...          CED of every model (+ dlib if installed), training curves, per-region NME,"
+	@echo "                               worst/best faces in docs/figures; numbers in docs/results/figures.json"
+	@echo "make track VIDEO=f OUT=dir     track landmarks through a video: annotated video + JSON track (MODEL=f to choose)"
+	@echo "make stability DATA=...        tracking NME/jitter with and without smoothing (docs/results/stability.json)"
 	@echo "make test                      the test suite"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	# sample photos only (insightface/data/images/t1.jpg): the package itself is never imported
+	$(PY) -m pip install -q --no-deps insightface==2.1
 	echo "$(EXTRAS)" > $@
 
 setup: $(VENV)/.installed
@@ -85,6 +95,27 @@ readme: setup
 
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png
+
+MODEL ?= weights/student_mobilenetv2_025.pt
+
+predict: setup
+	$(FACELM) predict "$(INPUT)" --out "$(OUT)" --model "$(MODEL)"
+
+photos: setup
+	$(FACELM) sample-photos --out $(RUNS)/photos
+	$(FACELM) predict $(RUNS)/photos --out docs/photos --model "$(MODEL)"
+
+calibrate-detector: setup
+	$(FACELM) calibrate-detector --data "$(DATA)" --model "$(MODEL)"
+
+figures: setup
+	$(FACELM) figures --data "$(DATA)" --out docs/figures --json docs/results/figures.json $(FIGURES_ARGS)
+
+track: setup
+	$(FACELM) track "$(VIDEO)" --out "$(OUT)" --model "$(MODEL)"
+
+stability: setup
+	$(FACELM) stability --data "$(DATA)" --model "$(MODEL)" --json docs/results/stability.json
 
 test: setup
 	DATA="$(DATA)" $(PY) -m pytest -q

@@ -196,20 +196,25 @@ def dlib_box(detector, image: np.ndarray, points: np.ndarray):
     return max(hits, key=lambda d: d.area(), default=None)
 
 
-def dlib_accuracy(predictor, faces: Faces) -> dict:
+def dlib_predictions(predictor, images: list[np.ndarray], gt: np.ndarray) -> tuple[np.ndarray, str]:
     """dlib's pipeline: its HOG detector's box where it finds the face, else the landmark box mapped to that
-    convention; the shape predictor on that box."""
+    convention; the shape predictor on that box. Points (N, 68, 2) and a note saying which box was used."""
     import dlib
 
-    if faces.scheme_name != "68":
-        raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
     detector = dlib.get_frontal_face_detector()
     pred, detected = [], 0
-    for image, points in zip(faces.images, faces.gt):
+    for image, points in zip(images, gt):
         rect = dlib_box(detector, image, points)
         detected += rect is not None
         shape = predictor(image, rect if rect is not None else dlib_rect(mapped_dlib_box(points)))
         pred.append([(p.x, p.y) for p in shape.parts()])
-    box = (f"dlib HOG detector box on {detected}/{len(faces.gt)} faces, the ground-truth landmark box mapped to "
+    box = (f"dlib HOG detector box on {detected}/{len(gt)} faces, the ground-truth landmark box mapped to "
            f"dlib's box convention on the rest")
-    return {**scores(np.asarray(pred, np.float32), faces), "box": box}
+    return np.asarray(pred, np.float32), box
+
+
+def dlib_accuracy(predictor, faces: Faces) -> dict:
+    if faces.scheme_name != "68":
+        raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
+    pred, box = dlib_predictions(predictor, faces.images, faces.gt)
+    return {**scores(pred, faces), "box": box}

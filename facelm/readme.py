@@ -117,6 +117,12 @@ def _bench(report: dict) -> str:
             + f"\n- Mobile estimate (a projection, not a measurement; one Cortex-A76 core at 15 GFLOP/s sustained): {estimate}")
 
 
+def _detector(report: dict) -> str:
+    from facelm.calibrate import markdown
+
+    return markdown(report)
+
+
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
     "student": (Path("weights/student_mobilenetv2_025.json"), _student),
@@ -126,6 +132,7 @@ RENDERERS = {
     "bench": (Path("docs/results/bench.json"), _bench),
     "student-ab": (Path("docs/results/student_ab.json"), _student_ab),
     "student-families": (Path("docs/results/student_families.json"), _student_families),
+    "detector": (Path("docs/results/detector.json"), _detector),
 }
 
 
