@@ -84,12 +84,16 @@ def _loader(report: dict) -> str:
 def _student_ab(report: dict) -> str:
     from student.report import ab_markdown
 
-    s, verdict, d = report["schedule"], "passed" if report["passed"] else "not passed", report["distill"]
-    return (f"`{report['arch']}`, both arms on one schedule: {s['input_size']} px, {s['epochs']} epochs of "
-            f"{s['steps_per_epoch']} steps, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
-            f"{report['nme_gain']:+.3f} NME points; bar ({report['bar']}): {verdict}. Teacher on the same faces: "
+    blocks = []
+    for ab in report["schedules"]:
+        s, verdict, d = ab["schedule"], "passed" if ab["passed"] else "not passed", ab["distill"]
+        blocks.append(
+            f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, `{report['arch']}`, both arms on this schedule: "
+            f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
+            f"{ab['nme_gain']:+.3f} NME points; bar ({ab['bar']}): {verdict}. Teacher on the same faces: "
             f"{d['teacher_nme']:.3f}% NME, its mirror-averaged targets {d['teacher_targets_nme']:.3f}%; the distilled "
-            f"student is {d['nme'] - d['teacher_nme']:+.3f} points from the teacher.\n\n" + ab_markdown(report).rstrip("\n"))
+            f"student is {d['nme'] - d['teacher_nme']:+.3f} points from the teacher.\n\n" + ab_markdown(ab).rstrip("\n"))
+    return "\n\n".join(blocks)
 
 
 def _student_families(report: dict) -> str:

@@ -36,6 +36,7 @@ def run_rows(root: Path) -> list[dict]:
         m = json.loads(metrics_path.read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
                      "labelled_fraction": args.get("labelled_fraction") if args["mode"] == "distill" else None,
+                     "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")}})
@@ -50,12 +51,21 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
     return found[-1] if found else None
 
 
-def ab_report(rows: list[dict], arch: str) -> dict:
+def ab_reports(rows: list[dict], arch: str) -> list[dict]:
+    """One A/B per schedule that has a labels-alone run, shortest schedule first."""
+    schedules = []
+    for r in rows:
+        if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules:
+            schedules.append(r["schedule"])
+    if not schedules:
+        raise UserError(f"no finished labels run of {arch}; run 'facelm train-student --mode labels --arch {arch}'")
+    return [ab_report(rows, arch, schedule) for schedule in sorted(schedules, key=lambda s: s["epochs"])]
+
+
+def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     """The labels-alone arm against every distilled variant on the same schedule; the best variant is the B arm
     (it was picked on the test set when there is more than one: the report lists them all)."""
-    labels = latest(rows, arch, "labels")
-    if labels is None:
-        raise UserError(f"no finished labels run of {arch}; run 'facelm train-student --mode labels --arch {arch}'")
+    labels = latest(rows, arch, "labels", schedule)
     variants = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == labels["schedule"]]
     if not variants:
         raise UserError(f"no finished distill run of {arch} on the same schedule as {labels['run']}")
@@ -90,12 +100,13 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
 
 
 def ab_markdown(ab: dict) -> str:
-    lines = ["| arm | labelled share of batch | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | labelled share of batch | KD weight on labelled faces | NME % | FR@10 % | AUC@10 | "
+             "Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|---|---|"]
     for r in [ab["labels"], *ab["variants"]]:
         arm = r["mode"] + (" (B arm)" if r["run"] == ab["distill"]["run"] else "")
         share = "1.0" if r["mode"] == "labels" else f"{r['labelled_fraction']}"
-        lines.append(f"| {arm} | {share} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
+        kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
+        lines.append(f"| {arm} | {share} | {kd} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
                      f"{format_rho(r['spearman_conf_error'])} | {r['train_img_per_s']:.0f} | "
                      f"{r['train_wall_seconds'] / 60:.0f} |")
     return "\n".join(lines) + "\n"
@@ -113,14 +124,16 @@ def families_markdown(table: list[dict]) -> str:
 
 def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
-    ab = ab_report(rows, args.ab_arch)
+    abs_ = ab_reports(rows, args.ab_arch)
     schedule = families_schedule(rows)
     families = families_report(rows, schedule)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "student_ab.json", ab)
+    write_json(args.out / "student_ab.json", {"arch": args.ab_arch, "schedules": abs_})
     write_json(args.out / "student_families.json", {"schedule": schedule, "rows": families})
-    verdict = "passed" if ab["passed"] else "NOT passed"
-    print(f"A/B on {args.ab_arch}: distillation gains {ab['nme_gain']:+.3f} NME points ({verdict}: {ab['bar']})")
-    print(ab_markdown(ab))
+    for ab in abs_:
+        verdict = "passed" if ab["passed"] else "NOT passed"
+        print(f"A/B on {args.ab_arch}, {ab['schedule']['epochs']} epochs: distillation gains {ab['nme_gain']:+.3f} NME "
+              f"points ({verdict}: {ab['bar']})")
+        print(ab_markdown(ab))
     print(families_markdown(families))
-    return {"ab": ab, "families": families}
+    return {"ab": abs_, "families": families}

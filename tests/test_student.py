@@ -214,7 +214,7 @@ def test_student_run_writes_a_complete_run_folder(student_runs, mode):
 def test_student_report_and_release(student_runs, tmp_path):
     runs_root = student_runs["distill"].parent
     assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results")]) == 0
-    ab = json.loads((tmp_path / "results" / "student_ab.json").read_text())
+    (ab,) = json.loads((tmp_path / "results" / "student_ab.json").read_text())["schedules"]
     assert ab["labels"]["run"] == str(student_runs["labels"]) and ab["distill"]["run"] == str(student_runs["distill"])
     assert ab["nme_gain"] == pytest.approx(ab["labels"]["nme"] - ab["distill"]["nme"])
     families = json.loads((tmp_path / "results" / "student_families.json").read_text())
