@@ -127,6 +127,20 @@ def _detector(report: dict) -> str:
     return markdown(report)
 
 
+def _figures(report: dict) -> str:
+    regions = next(iter(report["regions"].values())).keys()
+    lines = [f"On `{report['data']}` ({report['n']} faces); every model through its own runtime.", "",
+             "| model | runtime | NME % | FR@10 % | AUC@10 |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {m['runtime']} | {m['nme']:.3f} | {m['fr10']:.2f} | {m['auc10']:.4f} |"
+              for name, m in report["models"].items()]
+    lines += ["", "Per-region NME % (`docs/figures/region_nme.png`):", "",
+              "| model | " + " | ".join(regions) + " |", "|---|" + "---|" * len(regions)]
+    lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in values.values()) + " |"
+              for name, values in report["regions"].items()]
+    lines += [f"- skipped: {note}" for note in report["skipped"]]
+    return "\n".join(lines)
+
+
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
     "student": (Path("weights/student_mobilenetv2_025.json"), _student),
@@ -137,6 +151,7 @@ RENDERERS = {
     "student-ab": (Path("docs/results/student_ab.json"), _student_ab),
     "student-families": (Path("docs/results/student_families.json"), _student_families),
     "detector": (Path("docs/results/detector.json"), _detector),
+    "figures": (Path("docs/results/figures.json"), _figures),
 }
 
 
