@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,18 @@ class Landmarker:
     def from_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The same under the eval crop rule, from landmark boxes (or landmarks, or a calibrated detector box)."""
         return self.from_crops(image, [eval_crop_matrix(b, self.size) for b in boxes])
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model, --head and --calibration: the options of every command that runs a model on photos or video."""
+    from facelm.detect import RELEASED_CALIBRATION
+    from facelm.stage import RELEASED_STUDENT
+
+    p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
+                   help=f"checkpoint or exported model with its sidecar (default: {RELEASED_STUDENT})")
+    p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: its first)")
+    p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
+                   help=f"detector-box-to-crop mapping (default: {RELEASED_CALIBRATION})")
 
 
 def load_landmarker(path: Path, head: str | None = None) -> Landmarker:

@@ -48,3 +48,24 @@ def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence
         rho = float(spearmanr(confidence.ravel(), errors.ravel()).statistic) if np.ptp(confidence) > 0 else float("nan")
         report["spearman_conf_error"] = rho if np.isfinite(rho) else None  # undefined for constant confidence
     return report
+
+
+def normalised_mean_jitter(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, valid: np.ndarray | None = None) -> float:
+    """NMJ of one clip, in percent of the inter-ocular distance (like NME).
+
+    With per-frame error vectors e_t = pred_t - gt_t (K x 2) for frames t = 0..T-1,
+        NMJ = sqrt( mean over t >= 1 and points k of ||e_t,k - e_t-1,k||^2 ) / d * 100,
+    d = the ground truth's outer-eye-corner distance averaged over the frames. A prediction that is wrong by the same
+    offset in every frame has NMJ 0: NMJ measures frame-to-frame wobble, not accuracy. `valid` (T,) marks the frames
+    with a prediction: only steps between two valid frames count and d is averaged over the valid frames. NaN when
+    no two consecutive frames are valid.
+    """
+    valid = np.ones(len(pred), bool) if valid is None else np.asarray(valid, bool)
+    pairs = valid[1:] & valid[:-1]
+    if not pairs.any():
+        return float("nan")
+    errors = np.asarray(pred, np.float64) - gt
+    steps = (errors[1:] - errors[:-1])[pairs]
+    a, b = scheme.eye_corners
+    d = np.linalg.norm(gt[valid][:, a] - gt[valid][:, b], axis=-1).mean()
+    return float(np.sqrt((steps**2).sum(axis=-1).mean()) / d * 100)

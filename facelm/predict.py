@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 
 from facelm.dataset import read_rgb
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, FaceDetector, read_calibration
+from facelm.detect import BoxCalibration, FaceDetector, read_calibration
 from facelm.draw import draw_face
 from facelm.errors import UserError
-from facelm.landmarker import Landmarker, load_landmarker
-from facelm.stage import RELEASED_STUDENT
+from facelm.landmarker import Landmarker, add_model_args, load_landmarker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -30,11 +29,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm predict", add_help=add_help)
     p.add_argument("input", type=Path, help="an image, or a folder of images")
     p.add_argument("--out", type=Path, required=True, help="folder for the JSON and overlay of each image")
-    p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
-                   help=f"checkpoint or exported model with its sidecar (default: {RELEASED_STUDENT})")
-    p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: its first)")
-    p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
-                   help=f"detector-box-to-crop mapping (default: {RELEASED_CALIBRATION})")
+    add_model_args(p)
     p.add_argument("--refine", type=int, default=1,
                    help="re-crop each face on its own landmarks this many times (default: 1; see docs/results/detector.md)")
     p.add_argument("--min-score", type=float, default=0.0,

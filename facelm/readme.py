@@ -141,6 +141,25 @@ def _figures(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _stability(report: dict) -> str:
+    e, g, t, sp, tune = report["one_euro"], report["goal"], report["tracking"], report["speed"], report["tuning"]
+    smoothing = (f"One-Euro (min_cutoff {e['min_cutoff']:g} Hz, beta {e['beta']:g}, d_cutoff {e['d_cutoff']:g} Hz, "
+                 f"confidence-weighted {e['confidence_weighted']})")
+    return "\n".join([
+        f"`{report['model']}` ({report['runtime']}, {sp['threads']} thread), {report['clips']} synthetic clips x "
+        f"{report['frames_per_clip']} frames from `300w/testset`; smoothing tuned on {tune['clips']} clips from "
+        "`300w/trainset`.", "",
+        "| output | NME % | NMJ % |", "|---|---|---|",
+        f"| raw (no smoothing) | {report['raw']['nme']:.3f} | {report['raw']['nmj']:.3f} |",
+        f"| {smoothing} | {report['smoothed']['nme']:.3f} | {report['smoothed']['nmj']:.3f} |", "",
+        f"Smoothing cuts NMJ by {g['nmj_reduction_pct']:.1f}% at an NME cost of {g['nme_cost_points']:+.3f} points; goal "
+        f"(NMJ at least 30% lower, NME at most 0.1 points higher): {'met' if g['met'] else 'NOT met'}. A face is "
+        f"reported on {t['tracked_rate']:.1f}% of {t['frames']} frames; {t['clips_tracked_throughout']} of "
+        f"{report['clips']} clips keep the track on every frame; {t['redetections']} detector runs after a clip's "
+        f"first frame. Speed: {sp['fps']:.1f} frames/s ({sp['ms_per_tracked_frame']:.1f} ms per frame tracked from "
+        f"landmarks, {sp['ms_per_detector_frame']:.1f} ms per frame that ran the detector) on {report['machine']['cpu']}."])
+
+
 RENDERERS = {
     "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
     "student": (Path("weights/student_mobilenetv2_025.json"), _student),
@@ -152,6 +171,7 @@ RENDERERS = {
     "student-families": (Path("docs/results/student_families.json"), _student_families),
     "detector": (Path("docs/results/detector.json"), _detector),
     "figures": (Path("docs/results/figures.json"), _figures),
+    "stability": (Path("docs/results/stability.json"), _stability),
 }
 
 
