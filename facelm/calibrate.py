@@ -4,7 +4,8 @@
 
 Writes `weights/detector_calibration.json` (what `facelm predict` and `facelm track` read) and
 `docs/results/detector.json` + `.md`: on the test faces the detector finds, NME with ground-truth crops, with the
-calibrated detector crop, and with the calibrated crop refined once from the first pass's landmarks.
+uncalibrated and the calibrated detector crop, and with the calibrated crop refined once from the first pass's
+landmarks.
 """
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ import numpy as np
 
 from facelm.annotations import load_annotations
 from facelm.dataset import decode_all
-from facelm.detect import DETECTOR_NAME, RELEASED_CALIBRATION, FaceDetector, face_in_box, fit_calibration, write_calibration
+from facelm.detect import (
+    DETECTOR_NAME,
+    RELEASED_CALIBRATION,
+    BoxCalibration,
+    FaceDetector,
+    face_in_box,
+    fit_calibration,
+    write_calibration,
+)
 from facelm.errors import UserError
 from facelm.landmarker import Landmarker, load_landmarker
 from facelm.metrics import landmark_report
@@ -97,6 +106,7 @@ def main(args: argparse.Namespace) -> dict:
     scheme = landmarker.scheme
     truth_crops = np.stack([landmarker.from_boxes(image, [points])[0][0] for image, points in zip(images, gt)])
     crops = {"ground-truth landmark box": truth_crops,
+             "detector box as it is (no calibration)": landmarks_from_detections(landmarker, images, boxes, BoxCalibration(), 0),
              "detector box, calibrated": landmarks_from_detections(landmarker, images, boxes, calibration, 0),
              "detector box, calibrated, refined once": landmarks_from_detections(landmarker, images, boxes, calibration, 1)}
     report = {"detector": DETECTOR_NAME, "calibration": asdict(calibration), "fit_split": args.fit_split,

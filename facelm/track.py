@@ -47,8 +47,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         f"(default: {defaults.beta:g})")
     p.add_argument("--d-cutoff", type=float, default=defaults.d_cutoff,
                    help=f"cutoff of the speed estimate, Hz (default: {defaults.d_cutoff:g})")
-    p.add_argument("--no-confidence-weighting", action="store_true",
-                   help="smooth every point alike instead of scaling its min cutoff by its confidence")
+    p.add_argument("--confidence-weighting", action=argparse.BooleanOptionalAction,
+                   default=defaults.confidence_weighted,
+                   help="scale each point's min cutoff by its confidence, so unsure points are smoothed harder "
+                        f"(default: {'on' if defaults.confidence_weighted else 'off'}, as tuned by facelm stability)")
     p.add_argument("--loss-confidence", type=float, default=LOSS_CONFIDENCE,
                    help=f"re-detect when the mean confidence falls below this (default: {LOSS_CONFIDENCE})")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model and OpenCV (default: 1)")
@@ -81,7 +83,7 @@ def video_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
 def smoothing_params(args: argparse.Namespace) -> OneEuroParams | None:
     if args.no_smooth:
         return None
-    return OneEuroParams(args.min_cutoff, args.beta, args.d_cutoff, not args.no_confidence_weighting)
+    return OneEuroParams(args.min_cutoff, args.beta, args.d_cutoff, args.confidence_weighting)
 
 
 def face_json(frame: TrackedFrame) -> dict:

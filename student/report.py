@@ -39,10 +39,17 @@ def run_rows(root: Path) -> list[dict]:
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
-                                          "train_img_per_s", "train_wall_seconds")}})
+                                          "train_img_per_s", "train_wall_seconds")},
+                     "eval_nme_by_epoch": eval_curve(run)})
     if not rows:
         raise UserError(f"{root}: no finished student runs (no */metrics.json); run 'facelm train-student' first")
     return rows
+
+
+def eval_curve(run: Path) -> dict[int, float]:
+    """Test NME at each epoch that evaluated, from the run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {row["epoch"]: row["eval_nme"] for row in rows if "eval_nme" in row}
 
 
 def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None) -> dict | None:
@@ -77,12 +84,13 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
 
 
 def families_schedule(rows: list[dict]) -> dict:
-    """The schedule most students were distilled on (the family sweep may be shorter than the A/B)."""
+    """The schedule most students were distilled on (the family sweep may be shorter than the A/B); the longest
+    such schedule on a tie."""
     by_schedule: dict[str, set] = {}
     for r in rows:
         if r["mode"] == "distill":
             by_schedule.setdefault(json.dumps(r["schedule"], sort_keys=True), set()).add(r["arch"])
-    return json.loads(max(by_schedule, key=lambda key: len(by_schedule[key])))
+    return json.loads(max(by_schedule, key=lambda key: (len(by_schedule[key]), json.loads(key)["epochs"])))
 
 
 def families_report(rows: list[dict], schedule: dict) -> list[dict]:
@@ -99,6 +107,12 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
     return sorted(table, key=lambda r: r["mflops"])
 
 
+def arm_name(row: dict) -> str:
+    if row["mode"] == "labels":
+        return "labels"
+    return f"distill (share {row['labelled_fraction']}, KD on labelled {row.get('kd_labelled_weight') or 1.0})"
+
+
 def ab_markdown(ab: dict) -> str:
     lines = ["| arm | labelled share of batch | KD weight on labelled faces | NME % | FR@10 % | AUC@10 | "
              "Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|---|---|"]
@@ -109,6 +123,13 @@ def ab_markdown(ab: dict) -> str:
         lines.append(f"| {arm} | {share} | {kd} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
                      f"{format_rho(r['spearman_conf_error'])} | {r['train_img_per_s']:.0f} | "
                      f"{r['train_wall_seconds'] / 60:.0f} |")
+    epochs = list(ab["labels"]["eval_nme_by_epoch"])
+    lines += ["", "Test NME % by epoch:", "", "| arm | " + " | ".join(f"ep {e}" for e in epochs) + " |",
+              "|---|" + "---|" * len(epochs)]
+    for r in [ab["labels"], *ab["variants"]]:
+        curve = r["eval_nme_by_epoch"]
+        lines.append(f"| {arm_name(r)} | "
+                     + " | ".join(f"{curve[e]:.3f}" if e in curve else "" for e in epochs) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -61,16 +61,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="teacher targets are the mean of the crop and its mirror image (default: on)")
     p.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth loss (default: 1.0)")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1.0)")
-    p.add_argument("--kd-labelled-weight", type=float, default=1.0,
-                   help="distillation weight on labelled faces, relative to unlabelled photos (default: 1.0)")
+    p.add_argument("--kd-labelled-weight", type=float, default=0.25,
+                   help="distillation weight on labelled faces, relative to unlabelled photos; below --gt-weight the "
+                        "L1 optimum stays on the label (default: 0.25)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
-    p.add_argument("--labelled-fraction", type=float, default=0.5,
-                   help="share of each distill batch drawn from the labelled faces (default: 0.5)")
+    p.add_argument("--labelled-fraction", type=float, default=0.75,
+                   help="share of each distill batch drawn from the labelled faces (default: 0.75)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimizer steps per epoch, the same in both modes (default: labelled + unlabelled images / batch)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
-    add_training_args(p, epochs=10)
+    add_training_args(p, epochs=16)
     p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
     return p

@@ -59,7 +59,7 @@ def test_one_euro_lags_less_on_a_fast_move_with_a_larger_beta():
 
 def test_a_low_confidence_point_is_smoothed_harder():
     noisy = np.random.default_rng(1).normal(0, 1.0, (300, 2, 2))
-    out = filtered(OneEuroParams(min_cutoff=2.0, beta=0.0), noisy, np.array([1.0, 0.1]))
+    out = filtered(OneEuroParams(min_cutoff=2.0, beta=0.0, confidence_weighted=True), noisy, np.array([1.0, 0.1]))
     assert out[30:, 1].var() < 0.5 * out[30:, 0].var()
     unweighted = filtered(OneEuroParams(min_cutoff=2.0, beta=0.0, confidence_weighted=False), noisy, np.array([1.0, 0.1]))
     assert unweighted[30:, 1].var() == pytest.approx(unweighted[30:, 0].var(), rel=0.3)
@@ -127,7 +127,7 @@ def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clip)
     raw = np.stack([r.points for r in results])
     smoothed = np.stack([r.smoothed for r in results])
     assert point_errors(raw, gt, landmarker.scheme).mean() < 0.10
-    assert normalised_mean_jitter(smoothed, gt, landmarker.scheme) < 0.8 * normalised_mean_jitter(raw, gt, landmarker.scheme)
+    assert normalised_mean_jitter(smoothed, gt, landmarker.scheme) < 0.9 * normalised_mean_jitter(raw, gt, landmarker.scheme)
     # the crop follows the raw points, so switching smoothing off changes nothing the model sees ...
     unsmoothed = tracked(Tracker(landmarker, detector, CALIBRATION, smoothing=None), frames)
     np.testing.assert_allclose(np.stack([r.points for r in unsmoothed]), raw, atol=1e-4)
