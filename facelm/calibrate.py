@@ -71,13 +71,7 @@ def detected_faces(folder: Path, detector: FaceDetector, limit: int | None = Non
 def landmarks_from_detections(landmarker: Landmarker, images: list[np.ndarray], boxes: np.ndarray, calibration,
                               refine: int) -> np.ndarray:
     """(N, K, 2) landmarks from calibrated detector crops, each re-cropped `refine` times on its own landmarks."""
-    out = []
-    for image, box in zip(images, boxes):
-        points, _ = landmarker.from_boxes(image, [calibration.landmark_box(box)])
-        for _ in range(refine):
-            points, _ = landmarker.from_boxes(image, [points[0]])
-        out.append(points[0])
-    return np.stack(out)
+    return np.stack([landmarker.from_detection(image, box, calibration, refine)[0] for image, box in zip(images, boxes)])
 
 
 def markdown(report: dict) -> str:

@@ -22,7 +22,7 @@ from facelm.plots import (
     tile_grid,
     with_caption,
 )
-from facelm.runs import write_json
+from facelm.runs import read_history, write_json
 from facelm.schemes import get_scheme
 
 TEST_SET = Path("300w") / "testset"
@@ -118,7 +118,7 @@ def training_histories(runs: list[Path], checkpoints: list[Path], skipped: list[
     histories = {}
     for run in runs:
         if (run / "metrics.jsonl").is_file():
-            histories[run.name] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+            histories[run.name] = read_history(run)
         else:
             skipped.append(f"training curves: {run} has no metrics.jsonl, left out")
     if histories:

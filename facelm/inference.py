@@ -21,8 +21,12 @@ def eval_crops(images: list[np.ndarray], boxes: list[np.ndarray], size: int) -> 
     `boxes` are what the crop rule is applied to: ground-truth landmarks (eval) or a mapped detector box.
     """
     matrices = [eval_crop_matrix(b, size) for b in boxes]
-    crops = np.stack([normalise_crop(warp_image(img, m, size)) for img, m in zip(images, matrices)])
-    return crops, matrices
+    return normalised_crops(images, matrices, size), matrices
+
+
+def normalised_crops(images: list[np.ndarray], matrices: list[np.ndarray], size: int) -> np.ndarray:
+    """Model inputs (N, 3, S, S): each image cut by its image-to-crop affine, then normalised."""
+    return np.stack([normalise_crop(warp_image(img, m, size)) for img, m in zip(images, matrices)])
 
 
 def flip_averaged(run_batch: BatchFn, flip_perm: tuple[int, ...]) -> BatchFn:

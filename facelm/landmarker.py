@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box, warp_image
-from facelm.inference import BatchFn, to_image
-from facelm.preprocess import normalise_crop
+from facelm.detect import RELEASED_CALIBRATION, BoxCalibration
+from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box
+from facelm.inference import BatchFn, normalised_crops, to_image
 from facelm.schemes import Scheme, get_scheme
 
 
@@ -31,17 +31,25 @@ class Landmarker:
         """Points (N, K, 2) in image pixels and confidences (N, K) in [0, 1], one face per image-to-crop affine."""
         if not matrices:
             return np.zeros((0, self.scheme.n_points, 2), np.float32), np.zeros((0, self.scheme.n_points), np.float32)
-        crops = np.stack([normalise_crop(warp_image(image, m, self.size)) for m in matrices])
+        crops = normalised_crops([image] * len(matrices), matrices, self.size)
         return to_image(self.run_batch(crops), matrices, self.size)
 
     def from_boxes(self, image: np.ndarray, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The same under the eval crop rule, from landmark boxes (or landmarks, or a calibrated detector box)."""
         return self.from_crops(image, [eval_crop_matrix(b, self.size) for b in boxes])
 
+    def from_detection(self, image: np.ndarray, box: np.ndarray, calibration: BoxCalibration, refine: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """One face's points (K, 2) and confidences (K,) from a detector box: the calibrated crop, then re-cropped
+        `refine` times on its own landmarks."""
+        points, confidence = self.from_boxes(image, [calibration.landmark_box(box)])
+        for _ in range(refine):
+            points, confidence = self.from_boxes(image, [points[0]])
+        return points[0], confidence[0]
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --head and --calibration: the options of every command that runs a model on photos or video."""
-    from facelm.detect import RELEASED_CALIBRATION
     from facelm.stage import RELEASED_STUDENT
 
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,

@@ -56,11 +56,9 @@ def faces_in_image(image: np.ndarray, detector: FaceDetector, landmarker: Landma
     boxes, scores = detector(image)
     faces = []
     for box, score in zip(boxes, scores):
-        points, confidence = landmarker.from_boxes(image, [calibration.landmark_box(box)])
-        for _ in range(refine):
-            points, confidence = landmarker.from_boxes(image, [points[0]])
+        points, confidence = landmarker.from_detection(image, box, calibration, refine)
         faces.append({"box": [round(float(v), 2) for v in box], "score": round(float(score), 4),
-                      "points": np.round(points[0], 2).tolist(), "confidence": np.round(confidence[0], 4).tolist()})
+                      "points": np.round(points, 2).tolist(), "confidence": np.round(confidence, 4).tolist()})
     return faces
 
 

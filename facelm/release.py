@@ -11,7 +11,7 @@ from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.metrics import format_rho
-from facelm.runs import file_sha256, write_json
+from facelm.runs import file_sha256, read_history, write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> Path:
     fingerprint = json.loads((args.run / "data_fingerprint.json").read_text())
     card = args.out / f"{name}.md"
     card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec))
-    history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
+    history = read_history(args.run)
     write_json(args.out / f"{name}.json", {"weights": weights.name, "sha256": file_sha256(weights), "spec": spec,
                                            "metrics": metrics, "history": history, "config": config,
                                            "data_fingerprint": fingerprint})

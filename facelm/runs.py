@@ -44,6 +44,11 @@ def write_json(path: Path, data: dict) -> Path:
     return Path(path)
 
 
+def read_history(run_dir: Path) -> list[dict]:
+    """A run's per-epoch rows, from the metrics.jsonl that `facelm.training.fit` appends to."""
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def run_logger(run_dir: Path, name: str) -> logging.Logger:
     """Logger writing to `<run_dir>/<name>.log` and the console."""
     logger = logging.getLogger(f"facelm.{name}.{run_dir.name}")

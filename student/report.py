@@ -12,7 +12,7 @@ from pathlib import Path
 from facelm.errors import UserError
 from facelm.metrics import format_rho
 from facelm.models.stats import model_stats
-from facelm.runs import write_json
+from facelm.runs import read_history, write_json
 
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher")
@@ -48,8 +48,7 @@ def run_rows(root: Path) -> list[dict]:
 
 def eval_curve(run: Path) -> dict[int, float]:
     """Test NME at each epoch that evaluated, from the run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return {row["epoch"]: row["eval_nme"] for row in rows if "eval_nme" in row}
+    return {row["epoch"]: row["eval_nme"] for row in read_history(run) if "eval_nme" in row}
 
 
 def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None) -> dict | None:
