@@ -15,7 +15,7 @@ from facelm.models.stats import model_stats
 from facelm.runs import read_history, write_json
 
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
-                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher")
+                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 
 
@@ -24,6 +24,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=Path("runs/student"), help="student runs (default: runs/student)")
     p.add_argument("--ab-arch", default="mobilenetv2_025", help="student of the A/B (default: mobilenetv2_025)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="where student_ab.json / student_families.json go")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root; with it, each A/B also measures both arms and the teacher on the labelled training "
+                        "faces (<data>/300w/trainset), which tells underfitting from overfitting")
     return p
 
 
@@ -82,6 +85,34 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
             "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
 
 
+def training_fit(ab: dict, faces: Path) -> dict:
+    """NME on the labelled training faces (eval-rule crops, no augmentation) of both arms, the teacher and its
+    mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has no
+    overfitting for extra faces, which are what distillation adds, to correct."""
+    from facelm.checkpoint import load_model
+    from facelm.evaluation import EvalSet, torch_batch_fn
+    from facelm.inference import flip_averaged
+    from facelm.models import SingleHead
+    from facelm.schemes import get_scheme
+
+    if not faces.is_dir():
+        raise UserError(f"{faces}: no labelled training faces there; pass --data with the data root (e.g. ../shared/data)")
+    run_args = json.loads((Path(ab["labels"]["run"]) / "config.json").read_text())["args"]
+    head = run_args["teacher_head"]
+    teacher, payload = load_model(Path(run_args["teacher"]))
+    scheme = get_scheme(payload["spec"]["heads"][head])
+    faces_set = EvalSet(faces, scheme)
+    teacher_fn = torch_batch_fn(SingleHead(teacher, head))
+    teacher_size = payload["spec"]["input_size"]
+    fit = {"faces": str(faces), "n": len(faces_set.samples),
+           "teacher": faces_set.evaluate(teacher_fn, teacher_size)[0]["nme"],
+           "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), teacher_size)[0]["nme"]}
+    for arm in ("labels", "distill"):
+        student, student_payload = load_model(Path(ab[arm]["run"]) / "last.pt")
+        fit[arm] = faces_set.evaluate(torch_batch_fn(SingleHead(student, head)), student_payload["spec"]["input_size"])[0]["nme"]
+    return fit
+
+
 def families_schedule(rows: list[dict]) -> dict:
     """The schedule most students were distilled on (the family sweep may be shorter than the A/B); the longest
     such schedule on a tie."""
@@ -132,6 +163,15 @@ def ab_markdown(ab: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fit_sentence(ab: dict) -> str:
+    """Training-face NME against test NME for both arms and the teacher, as one paragraph."""
+    fit = ab["training_fit"]
+    return (f"On its {fit['n']} labelled training faces (eval-rule crops, no augmentation): labels arm "
+            f"{fit['labels']:.3f}% NME (test {ab['labels']['nme']:.3f}%), distilled arm {fit['distill']:.3f}% "
+            f"(test {ab['distill']['nme']:.3f}%), teacher {fit['teacher']:.3f}% (test {ab['labels']['teacher_nme']:.3f}%), "
+            f"teacher's mirror-averaged targets {fit['teacher_targets']:.3f}%.")
+
+
 def families_markdown(table: list[dict]) -> str:
     lines = ["| student | params | MFLOPs | fp32 MB | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -145,6 +185,9 @@ def families_markdown(table: list[dict]) -> str:
 def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
     abs_ = ab_reports(rows, args.ab_arch)
+    if args.data is not None:
+        for ab in abs_:
+            ab["training_fit"] = training_fit(ab, args.data / "300w" / "trainset")
     schedule = families_schedule(rows)
     families = families_report(rows, schedule)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,5 +198,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"A/B on {args.ab_arch}, {ab['schedule']['epochs']} epochs: distillation gains {ab['nme_gain']:+.3f} NME "
               f"points ({verdict}: {ab['bar']})")
         print(ab_markdown(ab))
+        if "training_fit" in ab:
+            print(fit_sentence(ab))
     print(families_markdown(families))
     return {"ab": abs_, "families": families}

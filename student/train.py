@@ -68,6 +68,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
     p.add_argument("--labelled-fraction", type=float, default=0.75,
                    help="share of each distill batch drawn from the labelled faces (default: 0.75)")
+    p.add_argument("--labelled-limit", type=int, default=None,
+                   help="keep only this many labelled faces per source, a seeded random subset (default: all); for "
+                        "A/Bs where the student has too few labels to fit")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimizer steps per epoch, the same in both modes (default: labelled + unlabelled images / batch)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
@@ -88,6 +91,17 @@ def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]
         if source.scheme.name != scheme_name:
             raise UserError(f"labelled source {source.name} is scheme {source.scheme.name} but the teacher head is {scheme_name}")
     return sources
+
+
+def labelled_subset(item: LoadedSource, limit: int | None, seed: int) -> LoadedSource:
+    """A seeded random `limit` of a source's faces (all of them without a limit)."""
+    if limit is None or limit >= len(item.samples):
+        return item
+    if limit < 1:
+        raise UserError(f"--labelled-limit {limit}: keep at least one labelled face")
+    keep = sorted(np.random.default_rng(seed).choice(len(item.samples), limit, replace=False))
+    return replace(item, samples=[item.samples[i] for i in keep], images=[item.images[i] for i in keep],
+                   weights=[item.weights[i] for i in keep])
 
 
 def unlabelled_folders(args: argparse.Namespace) -> list[Path]:
@@ -161,7 +175,7 @@ def main(args: argparse.Namespace) -> dict:
     teacher_sha = file_sha256(args.teacher)
     teacher_key = f"{teacher_sha}-{'flip' if args.teacher_flip else 'plain'}"
 
-    labelled = [load_source(s) for s in labelled_sources(args, scheme_name)]
+    labelled = [labelled_subset(load_source(s), args.labelled_limit, args.seed) for s in labelled_sources(args, scheme_name)]
     resume = read_checkpoint(args.resume) if args.resume else None
     run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
     log = run_logger(run_dir, "train")
