@@ -57,7 +57,7 @@ student: setup
 	$(FACELM) student --data "$(DATA)" --out $(RUNS)/student $(STUDENT_ARGS)
 
 student-report: setup
-	$(FACELM) student-report --runs $(RUNS)/student --out docs/results
+	$(FACELM) student-report --runs $(RUNS)/student --out docs/results --data "$(DATA)"
 
 export: setup
 	$(FACELM) export --data "$(DATA)" --out $(RUNS)/export $(EXPORT_ARGS)

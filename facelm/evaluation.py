@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -29,6 +30,14 @@ class EvalSet:
         self.samples = load_annotations(self.path, scheme)
         self.images = decode_all([s.image for s in self.samples])
         self.gt = np.stack([s.points for s in self.samples])
+
+    def take(self, indices: list[int]) -> EvalSet:
+        """The same set restricted to some of its faces."""
+        part = copy.copy(self)
+        part.samples = [self.samples[i] for i in indices]
+        part.images = [self.images[i] for i in indices]
+        part.gt = self.gt[indices]
+        return part
 
     def evaluate(self, run_batch: BatchFn, size: int) -> tuple[dict, np.ndarray, np.ndarray]:
         """The report, plus predicted points (N, K, 2) and confidences (N, K)."""

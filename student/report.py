@@ -61,14 +61,15 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
 
 
 def ab_reports(rows: list[dict], arch: str) -> list[dict]:
-    """One A/B per schedule that has a labels-alone run, shortest schedule first."""
+    """One A/B per schedule that has a labels-alone run: all labelled faces first, then shortest schedule first."""
     schedules = []
     for r in rows:
         if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules:
             schedules.append(r["schedule"])
     if not schedules:
         raise UserError(f"no finished labels run of {arch}; run 'facelm train-student --mode labels --arch {arch}'")
-    return [ab_report(rows, arch, schedule) for schedule in sorted(schedules, key=lambda s: s["epochs"])]
+    full_data_first = sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, s["epochs"]))
+    return [ab_report(rows, arch, schedule) for schedule in full_data_first]
 
 
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
@@ -94,6 +95,7 @@ def training_fit(ab: dict, faces: Path) -> dict:
     from facelm.inference import flip_averaged
     from facelm.models import SingleHead
     from facelm.schemes import get_scheme
+    from student.train import subset_indices
 
     if not faces.is_dir():
         raise UserError(f"{faces}: no labelled training faces there; pass --data with the data root (e.g. ../shared/data)")
@@ -102,6 +104,7 @@ def training_fit(ab: dict, faces: Path) -> dict:
     teacher, payload = load_model(Path(run_args["teacher"]))
     scheme = get_scheme(payload["spec"]["heads"][head])
     faces_set = EvalSet(faces, scheme)
+    faces_set = faces_set.take(subset_indices(len(faces_set.samples), run_args.get("labelled_limit"), run_args["seed"]))
     teacher_fn = torch_batch_fn(SingleHead(teacher, head))
     teacher_size = payload["spec"]["input_size"]
     fit = {"faces": str(faces), "n": len(faces_set.samples),

@@ -93,13 +93,20 @@ def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]
     return sources
 
 
-def labelled_subset(item: LoadedSource, limit: int | None, seed: int) -> LoadedSource:
-    """A seeded random `limit` of a source's faces (all of them without a limit)."""
-    if limit is None or limit >= len(item.samples):
-        return item
-    if limit < 1:
+def subset_indices(n: int, limit: int | None, seed: int) -> list[int]:
+    """Which of n labelled faces a run keeps under --labelled-limit: a seeded random `limit`, in file order."""
+    if limit is not None and limit < 1:
         raise UserError(f"--labelled-limit {limit}: keep at least one labelled face")
-    keep = sorted(np.random.default_rng(seed).choice(len(item.samples), limit, replace=False))
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
+def labelled_subset(item: LoadedSource, limit: int | None, seed: int) -> LoadedSource:
+    """The source with only the faces `subset_indices` keeps (the source itself without a limit)."""
+    keep = subset_indices(len(item.samples), limit, seed)
+    if len(keep) == len(item.samples):
+        return item
     return replace(item, samples=[item.samples[i] for i in keep], images=[item.images[i] for i in keep],
                    weights=[item.weights[i] for i in keep])
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from facelm.checkpoint import load_model, model_spec, save_checkpoint
 from facelm.cli import main as facelm
 from facelm.dataset import LandmarkCrops, Source, load_source
+from facelm.errors import UserError
 from facelm.evaluation import torch_batch_fn
 from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
@@ -211,12 +212,20 @@ def test_student_run_writes_a_complete_run_folder(student_runs, mode):
     assert ("kd_coord" in rows[0]) == (mode == "distill")
 
 
-def test_student_report_and_release(student_runs, tmp_path):
+def test_student_report_and_release(student_runs, tiny_300w, tmp_path):
     runs_root = student_runs["distill"].parent
-    assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results")]) == 0
+    data_root = tmp_path / "data"
+    (data_root / "300w").mkdir(parents=True)
+    (data_root / "300w" / "trainset").symlink_to(tiny_300w)
+    assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results"),
+                   "--data", str(data_root)]) == 0
     (ab,) = json.loads((tmp_path / "results" / "student_ab.json").read_text())["schedules"]
     assert ab["labels"]["run"] == str(student_runs["labels"]) and ab["distill"]["run"] == str(student_runs["distill"])
     assert ab["nme_gain"] == pytest.approx(ab["labels"]["nme"] - ab["distill"]["nme"])
+    fit = ab["training_fit"]
+    assert fit["n"] == 12 and all(fit[k] > 0 for k in ("labels", "distill", "teacher", "teacher_targets"))
+    assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "r2"),
+                   "--data", str(tmp_path / "nowhere")]) == 2
     families = json.loads((tmp_path / "results" / "student_families.json").read_text())
     trained = [r["arch"] for r in families["rows"] if r["run"]]
     assert trained == ["mobilenetv2_025"] and len(families["rows"]) >= 6 and all(r["params"] > 0 for r in families["rows"])
@@ -235,3 +244,16 @@ def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
     draws = torch.tensor(list(make_sampler(100, 9900, 0.5, 20000, seed=0)))
     assert abs((draws < 100).float().mean().item() - 0.5) < 0.02 and draws.max() < 10000
     assert sorted(make_sampler(100, 0, 0.5, 100, seed=0)) == list(range(100))  # labels alone: plain passes
+
+
+def test_labelled_limit_keeps_a_seeded_subset(tiny_300w):
+    from student.train import labelled_subset
+
+    item = load_source(Source.parse(f"300w:68:{tiny_300w}"))
+    a, b = labelled_subset(item, 5, seed=0), labelled_subset(item, 5, seed=0)
+    assert [s.image for s in a.samples] == [s.image for s in b.samples] and len(a.images) == len(a.weights) == 5
+    assert {s.image for s in a.samples} <= {s.image for s in item.samples}
+    assert [s.image for s in labelled_subset(item, 5, seed=1).samples] != [s.image for s in a.samples]
+    assert labelled_subset(item, None, seed=0) is item and labelled_subset(item, 100, seed=0) is item
+    with pytest.raises(UserError):
+        labelled_subset(item, 0, seed=0)
