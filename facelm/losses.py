@@ -95,20 +95,23 @@ def distillation_loss(
     coord_loss: Callable[[torch.Tensor], torch.Tensor],
     conf_weight: float = 0.5,
     sample_weight: torch.Tensor | None = None,
+    confidence_mean: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-to-student loss on (B, K, 3) outputs, each point weighted by the teacher's confidence.
 
-    With c_k = sigmoid(teacher logit k), the coordinate term is mean_k(c_k * loss(student_k - teacher_k)) over all
-    points (a plain mean, not divided by the sum of c), so the gradient on point k is exactly c_k times the
-    unweighted one: a point the teacher rates at 0.2 pulls a fifth as hard as one it rates at 1.0. The student's
-    confidence logit learns c_k by BCE. The teacher is a constant here (no gradient flows into it). `sample_weight`
-    (B,) scales each face's share of both terms, e.g. to distil less where ground truth also supervises.
+    With c_k = sigmoid(teacher logit k), the coordinate term is mean_k(c_k / c_mean * loss(student_k - teacher_k))
+    over all points (a plain mean, not divided by the sum of c), so the gradient on point k is exactly c_k / c_mean
+    times the unweighted one: a point the teacher rates at 0.2 pulls a fifth as hard as one it rates at 1.0.
+    `confidence_mean` (c_mean) sets the overall scale only: pass the teacher's mean confidence over the distillation
+    set and a point of average confidence pulls as hard as a labelled point does in the ground-truth loss. The
+    student's confidence logit learns c_k by BCE. The teacher is a constant here (no gradient flows into it).
+    `sample_weight` (B,) scales each face's share of both terms, e.g. to distil less where ground truth also supervises.
     """
     teacher = teacher.detach()
     confidence = torch.sigmoid(teacher[..., 2])
     per_face = torch.ones_like(confidence[:, :1]) if sample_weight is None else sample_weight[:, None]
     d = (student[..., :2] - teacher[..., :2]) * size
-    coord = (coord_loss(d).sum(-1) * confidence * per_face).mean()
+    coord = (coord_loss(d).sum(-1) * (confidence / confidence_mean) * per_face).mean()
     conf = (F.binary_cross_entropy_with_logits(student[..., 2], confidence, reduction="none") * per_face).mean()
     return coord + conf_weight * conf, {"kd_coord": coord.item(), "kd_conf": conf.item(),
                                         "kd_err_px": d.detach().norm(dim=-1).mean().item()}

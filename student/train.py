@@ -64,6 +64,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--kd-labelled-weight", type=float, default=0.25,
                    help="distillation weight on labelled faces, relative to unlabelled photos; below --gt-weight the "
                         "L1 optimum stays on the label (default: 0.25)")
+    p.add_argument("--kd-confidence-norm", action=argparse.BooleanOptionalAction, default=False,
+                   help="divide the teacher's confidence weights by their mean over the distillation set, so a point of "
+                        "average confidence pulls as hard as a labelled point (default: off)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
     p.add_argument("--labelled-fraction", type=float, default=0.75,
@@ -91,6 +94,12 @@ def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]
         if source.scheme.name != scheme_name:
             raise UserError(f"labelled source {source.name} is scheme {source.scheme.name} but the teacher head is {scheme_name}")
     return sources
+
+
+def teacher_confidence_mean(sources: list[LoadedSource]) -> float:
+    """Mean sigmoid(confidence logit) of the teacher's cached outputs over every face the student distils from."""
+    logits = np.concatenate([item.teacher[..., 2].ravel() for item in sources])
+    return float(np.mean(1.0 / (1.0 + np.exp(-logits.astype(np.float64)))))
 
 
 def subset_indices(n: int, limit: int | None, seed: int) -> list[int]:
@@ -150,7 +159,8 @@ def make_sampler(n_labelled: int, n_unlabelled: int, labelled_fraction: float, n
     return WeightedRandomSampler(weights, num_samples, replacement=True, generator=generator)
 
 
-def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coord_loss) -> tuple[torch.Tensor, dict]:
+def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coord_loss,
+                 confidence_mean: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Ground-truth loss where labels exist (label weight 0 elsewhere), plus the distillation loss on the cached
     teacher targets when the batch carries them (distill mode)."""
     pred = model.forward_head(model.forward_features(batch["image"]), args.teacher_head)
@@ -162,7 +172,7 @@ def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coor
     labelled = batch["weight"][:, :k].sum(-1) > 0
     per_face = torch.where(labelled, args.kd_labelled_weight, 1.0)
     kd, kd_parts = distillation_loss(pred, batch["teacher"][:, :k], args.input_size, coord_loss, args.kd_conf_weight,
-                                     per_face)
+                                     per_face, confidence_mean)
     return args.gt_weight * gt + args.kd_weight * kd, {**parts, **kd_parts}
 
 
@@ -199,12 +209,13 @@ def main(args: argparse.Namespace) -> dict:
     eval_set = EvalSet(eval_path, scheme) if eval_path else None
 
     sources = labelled + unlabelled if args.mode == "distill" else labelled
+    confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
     fingerprint = data_fingerprint(labelled + unlabelled)
     fingerprint["used_in_this_mode"] = [item.source.name for item in sources]
     teacher_fingerprint = {"path": str(args.teacher), "sha256": teacher_sha, "spec": teacher_payload["spec"],
                            "head": args.teacher_head, "flip_averaged": args.teacher_flip,
                            "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
-                           "pseudo_landmarks": pseudo}
+                           "pseudo_landmarks": pseudo, "kd_confidence_mean": confidence_mean}
     write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
@@ -233,7 +244,7 @@ def main(args: argparse.Namespace) -> dict:
     coord_loss = get_coord_loss(args.loss)
 
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
-        return student_loss(model, batch, args, coord_loss)
+        return student_loss(model, batch, args, coord_loss, confidence_mean)
 
     def evaluate(eval_model) -> dict:
         return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.teacher_head), args.device), args.input_size)[0]
