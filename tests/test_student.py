@@ -35,6 +35,27 @@ def test_teacher_confidence_scales_each_points_gradient():
     np.testing.assert_allclose(ratio.numpy(), [1.0, 0.5, 0.0, 0.25], atol=1e-6)
 
 
+def test_confidence_mean_rescales_every_points_gradient_alike():
+    teacher = _outputs([20.0, 0.0, np.log(0.25 / 0.75)])  # confidences 1, 0.5, 0.25
+    student = _outputs([0.0] * 3).requires_grad_(True)
+    loss_fn = get_coord_loss("l1")
+    (plain,) = torch.autograd.grad(distillation_loss(student, teacher, 112, loss_fn, conf_weight=0.0)[0], student)
+    normed_loss, _ = distillation_loss(student, teacher, 112, loss_fn, conf_weight=0.0, confidence_mean=0.25)
+    (normed,) = torch.autograd.grad(normed_loss, student)
+    np.testing.assert_allclose(normed[0, :, :2].numpy(), 4 * plain[0, :, :2].numpy(), rtol=1e-5)
+
+
+def test_teacher_confidence_mean_is_the_mean_sigmoid_over_all_sources():
+    from student.train import teacher_confidence_mean
+
+    class _Item:
+        def __init__(self, logits):
+            self.teacher = np.zeros((len(logits), 1, 3), np.float32)
+            self.teacher[:, 0, 2] = logits
+
+    assert teacher_confidence_mean([_Item([0.0, 0.0]), _Item([np.log(3.0)])]) == pytest.approx((0.5 + 0.5 + 0.75) / 3)
+
+
 def test_sample_weight_scales_each_faces_distillation_gradient():
     teacher = torch.cat([_outputs([5.0, 5.0]), _outputs([5.0, 5.0])])
     student = torch.cat([_outputs([0.0, 0.0]), _outputs([0.0, 0.0])]).requires_grad_(True)
