@@ -40,6 +40,7 @@ def run_rows(root: Path) -> list[dict]:
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
                      "labelled_fraction": args.get("labelled_fraction") if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
+                     "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
                      "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
@@ -143,17 +144,19 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
 def arm_name(row: dict) -> str:
     if row["mode"] == "labels":
         return "labels"
-    return f"distill (share {row['labelled_fraction']}, KD on labelled {row.get('kd_labelled_weight') or 1.0})"
+    normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
+    return f"distill (share {row['labelled_fraction']}, KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})"
 
 
 def ab_markdown(ab: dict) -> str:
-    lines = ["| arm | labelled share of batch | KD weight on labelled faces | NME % | FR@10 % | AUC@10 | "
-             "Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | labelled share of batch | KD weight on labelled faces | confidence weights / their mean | NME % | "
+             "FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in [ab["labels"], *ab["variants"]]:
         arm = r["mode"] + (" (B arm)" if r["run"] == ab["distill"]["run"] else "")
         share = "1.0" if r["mode"] == "labels" else f"{r['labelled_fraction']}"
         kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
-        lines.append(f"| {arm} | {share} | {kd} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
+        normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
+        lines.append(f"| {arm} | {share} | {kd} | {normed} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
                      f"{format_rho(r['spearman_conf_error'])} | {r['train_img_per_s']:.0f} | "
                      f"{r['train_wall_seconds'] / 60:.0f} |")
     epochs = list(ab["labels"]["eval_nme_by_epoch"])
