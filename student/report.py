@@ -9,10 +9,18 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
+from facelm.checkpoint import load_model
 from facelm.errors import UserError
-from facelm.metrics import format_rho
+from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.inference import flip_averaged
+from facelm.metrics import format_rho, landmark_report
+from facelm.models import SingleHead
 from facelm.models.stats import model_stats
 from facelm.runs import read_history, write_json
+from facelm.schemes import Scheme, get_scheme
+from student.train import subset_indices
 
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher", "labelled_limit")
@@ -87,34 +95,52 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
             "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
 
 
-def training_fit(ab: dict, faces: Path) -> dict:
-    """NME on the labelled training faces (eval-rule crops, no augmentation) of both arms, the teacher and its
-    mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has no
-    overfitting for extra faces, which are what distillation adds, to correct."""
-    from facelm.checkpoint import load_model
-    from facelm.evaluation import EvalSet, torch_batch_fn
-    from facelm.inference import flip_averaged
-    from facelm.models import SingleHead
-    from facelm.schemes import get_scheme
-    from student.train import subset_indices
+class TrainingFaces:
+    """The labelled training faces, decoded once per report, and each teacher's predictions on all of them, run once:
+    every A/B then scores its own subset (--labelled-limit) without re-reading images or re-running the teacher."""
 
-    if not faces.is_dir():
-        raise UserError(f"{faces}: no labelled training faces there; pass --data with the data root (e.g. ../shared/data)")
-    run_args = json.loads((Path(ab["labels"]["run"]) / "config.json").read_text())["args"]
-    head = run_args["teacher_head"]
-    teacher, payload = load_model(Path(run_args["teacher"]))
-    scheme = get_scheme(payload["spec"]["heads"][head])
-    faces_set = EvalSet(faces, scheme)
-    faces_set = faces_set.take(subset_indices(len(faces_set.samples), run_args.get("labelled_limit"), run_args["seed"]))
-    teacher_fn = torch_batch_fn(SingleHead(teacher, head))
-    teacher_size = payload["spec"]["input_size"]
-    fit = {"faces": str(faces), "n": len(faces_set.samples),
-           "teacher": faces_set.evaluate(teacher_fn, teacher_size)[0]["nme"],
-           "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), teacher_size)[0]["nme"]}
-    for arm in ("labels", "distill"):
-        student, student_payload = load_model(Path(ab[arm]["run"]) / "last.pt")
-        fit[arm] = faces_set.evaluate(torch_batch_fn(SingleHead(student, head)), student_payload["spec"]["input_size"])[0]["nme"]
-    return fit
+    def __init__(self, faces: Path):
+        if not faces.is_dir():
+            raise UserError(f"{faces}: no labelled training faces there; pass --data with the data root "
+                            "(e.g. ../shared/data)")
+        self.faces = faces
+        self.sets: dict[str, EvalSet] = {}
+        self.teacher_predictions: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def eval_set(self, scheme: Scheme) -> EvalSet:
+        if scheme.name not in self.sets:
+            self.sets[scheme.name] = EvalSet(self.faces, scheme)
+        return self.sets[scheme.name]
+
+    def teacher(self, path: str, head: str) -> tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The head's scheme, and the teacher's (points, confidences) on every face, plain and mirror-averaged."""
+        teacher, payload = load_model(Path(path))
+        scheme = get_scheme(payload["spec"]["heads"][head])
+        if (path, head) not in self.teacher_predictions:
+            faces_set, size = self.eval_set(scheme), payload["spec"]["input_size"]
+            teacher_fn = torch_batch_fn(SingleHead(teacher, head))
+            self.teacher_predictions[path, head] = {
+                "teacher": faces_set.evaluate(teacher_fn, size)[1:],
+                "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), size)[1:]}
+        return scheme, self.teacher_predictions[path, head]
+
+    def fit(self, ab: dict) -> dict:
+        """NME on the A/B's labelled training faces (eval-rule crops, no augmentation) of both arms, the teacher and
+        its mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has
+        no overfitting for extra faces, which are what distillation adds, to correct."""
+        run_args = json.loads((Path(ab["labels"]["run"]) / "config.json").read_text())["args"]
+        head = run_args["teacher_head"]
+        scheme, teacher = self.teacher(run_args["teacher"], head)
+        all_faces = self.eval_set(scheme)
+        keep = subset_indices(len(all_faces.samples), run_args.get("labelled_limit"), run_args["seed"])
+        faces_set = all_faces.take(keep)
+        fit = {"faces": str(self.faces), "n": len(keep)}
+        for name, (pred, conf) in teacher.items():
+            fit[name] = landmark_report(pred[keep], faces_set.gt, scheme, conf[keep])["nme"]
+        for arm in ("labels", "distill"):
+            student, payload = load_model(Path(ab[arm]["run"]) / "last.pt")
+            fit[arm] = faces_set.evaluate(torch_batch_fn(SingleHead(student, head)), payload["spec"]["input_size"])[0]["nme"]
+        return fit
 
 
 def families_schedule(rows: list[dict]) -> dict:
@@ -192,8 +218,9 @@ def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
     abs_ = ab_reports(rows, args.ab_arch)
     if args.data is not None:
+        training_faces = TrainingFaces(args.data / "300w" / "trainset")
         for ab in abs_:
-            ab["training_fit"] = training_fit(ab, args.data / "300w" / "trainset")
+            ab["training_fit"] = training_faces.fit(ab)
     schedule = families_schedule(rows)
     families = families_report(rows, schedule)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]
 def teacher_confidence_mean(sources: list[LoadedSource]) -> float:
     """Mean sigmoid(confidence logit) of the teacher's cached outputs over every face the student distils from."""
     logits = np.concatenate([item.teacher[..., 2].ravel() for item in sources])
-    return float(np.mean(1.0 / (1.0 + np.exp(-logits.astype(np.float64)))))
+    return torch.sigmoid(torch.from_numpy(logits).double()).mean().item()
 
 
 def subset_indices(n: int, limit: int | None, seed: int) -> list[int]:
