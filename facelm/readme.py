@@ -85,12 +85,12 @@ def _student_ab(report: dict) -> str:
     from student.report import ab_markdown, fit_sentence
 
     blocks = []
-    for ab in report["schedules"]:
+    for ab in report["abs"]:
         s, verdict, d = ab["schedule"], "passed" if ab["passed"] else "not passed", ab["distill"]
         labels = f"**{s['labelled_limit']} labelled faces** (a seeded subset), " if s.get("labelled_limit") else ""
         fit = f"\n\n{fit_sentence(ab)}" if "training_fit" in ab else ""
         blocks.append(
-            f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{report['arch']}`, both arms on this schedule: "
+            f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{ab['arch']}`, both arms on this schedule: "
             f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
             f"{ab['nme_gain']:+.3f} NME points; bar ({ab['bar']}): {verdict}. Teacher on the same faces: "
             f"{d['teacher_nme']:.3f}% NME, its mirror-averaged targets {d['teacher_targets_nme']:.3f}%; the distilled "

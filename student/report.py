@@ -20,7 +20,7 @@ from facelm.models import SingleHead
 from facelm.models.stats import model_stats
 from facelm.runs import read_history, write_json
 from facelm.schemes import Scheme, get_scheme
-from student.train import subset_indices
+from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher", "labelled_limit")
@@ -30,7 +30,8 @@ AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm student-report", add_help=add_help)
     p.add_argument("--runs", type=Path, default=Path("runs/student"), help="student runs (default: runs/student)")
-    p.add_argument("--ab-arch", default="mobilenetv2_025", help="student of the A/B (default: mobilenetv2_025)")
+    p.add_argument("--ab-arch", nargs="+", default=None,
+                   help="students to A/B (default: every student with a finished labels-alone run, shipped one first)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="where student_ab.json / student_families.json go")
     p.add_argument("--data", type=Path, default=None,
                    help="data root; with it, each A/B also measures both arms and the teacher on the labelled training "
@@ -69,16 +70,33 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
     return found[-1] if found else None
 
 
-def ab_reports(rows: list[dict], arch: str) -> list[dict]:
-    """One A/B per schedule that has a labels-alone run: all labelled faces first, then shortest schedule first."""
+def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
+    """Schedules on which an arch has both a labels-alone and a distilled run: all labelled faces first, then
+    shortest schedule first."""
     schedules = []
     for r in rows:
-        if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules:
+        if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules and latest(
+                rows, arch, "distill", r["schedule"]):
             schedules.append(r["schedule"])
+    return sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, s["epochs"]))
+
+
+def ab_archs(rows: list[dict]) -> list[str]:
+    """Every student with an A/B pair (labels alone and distilled, same schedule), the shipped default first."""
+    archs = sorted({r["arch"] for r in rows if paired_schedules(rows, r["arch"])},
+                   key=lambda a: (a != DEFAULT_STUDENT, a))
+    if not archs:
+        raise UserError("no A/B pair: run 'facelm train-student' with --mode labels and --mode distill on one schedule")
+    return archs
+
+
+def ab_reports(rows: list[dict], arch: str) -> list[dict]:
+    """One A/B per schedule on which the arch has both arms."""
+    schedules = paired_schedules(rows, arch)
     if not schedules:
-        raise UserError(f"no finished labels run of {arch}; run 'facelm train-student --mode labels --arch {arch}'")
-    full_data_first = sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, s["epochs"]))
-    return [ab_report(rows, arch, schedule) for schedule in full_data_first]
+        raise UserError(f"no A/B pair for {arch}: run 'facelm train-student --arch {arch}' with --mode labels and "
+                        "--mode distill on one schedule")
+    return [ab_report(rows, arch, schedule) for schedule in schedules]
 
 
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
@@ -86,8 +104,6 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     (it was picked on the test set when there is more than one: the report lists them all)."""
     labels = latest(rows, arch, "labels", schedule)
     variants = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == labels["schedule"]]
-    if not variants:
-        raise UserError(f"no finished distill run of {arch} on the same schedule as {labels['run']}")
     distilled = min(variants, key=lambda r: r["nme"])
     gain = labels["nme"] - distilled["nme"]
     passed = gain >= AB_MIN_GAIN and distilled["fr10"] <= labels["fr10"]
@@ -156,8 +172,6 @@ def families_schedule(rows: list[dict]) -> dict:
 def families_report(rows: list[dict], schedule: dict) -> list[dict]:
     """Every student family, fewest FLOPs first: params, MFLOPs, fp32 size, and accuracy where one was distilled
     on the schedule (the best variant)."""
-    from student.train import STUDENTS
-
     table = []
     for arch in STUDENTS:
         runs = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == schedule]
@@ -216,7 +230,7 @@ def families_markdown(table: list[dict]) -> str:
 
 def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
-    abs_ = ab_reports(rows, args.ab_arch)
+    abs_ = [ab for arch in (args.ab_arch or ab_archs(rows)) for ab in ab_reports(rows, arch)]
     if args.data is not None:
         training_faces = TrainingFaces(args.data / "300w" / "trainset")
         for ab in abs_:
@@ -224,11 +238,11 @@ def main(args: argparse.Namespace) -> dict:
     schedule = families_schedule(rows)
     families = families_report(rows, schedule)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "student_ab.json", {"arch": args.ab_arch, "schedules": abs_})
+    write_json(args.out / "student_ab.json", {"abs": abs_})
     write_json(args.out / "student_families.json", {"schedule": schedule, "rows": families})
     for ab in abs_:
         verdict = "passed" if ab["passed"] else "NOT passed"
-        print(f"A/B on {args.ab_arch}, {ab['schedule']['epochs']} epochs: distillation gains {ab['nme_gain']:+.3f} NME "
+        print(f"A/B on {ab['arch']}, {ab['schedule']['epochs']} epochs: distillation gains {ab['nme_gain']:+.3f} NME "
               f"points ({verdict}: {ab['bar']})")
         print(ab_markdown(ab))
         if "training_fit" in ab:

@@ -240,7 +240,7 @@ def test_student_report_and_release(student_runs, tiny_300w, tmp_path):
     (data_root / "300w" / "trainset").symlink_to(tiny_300w)
     assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results"),
                    "--data", str(data_root)]) == 0
-    (ab,) = json.loads((tmp_path / "results" / "student_ab.json").read_text())["schedules"]
+    (ab,) = json.loads((tmp_path / "results" / "student_ab.json").read_text())["abs"]
     assert ab["labels"]["run"] == str(student_runs["labels"]) and ab["distill"]["run"] == str(student_runs["distill"])
     assert ab["nme_gain"] == pytest.approx(ab["labels"]["nme"] - ab["distill"]["nme"])
     fit = ab["training_fit"]
@@ -257,6 +257,26 @@ def test_student_report_and_release(student_runs, tiny_300w, tmp_path):
     assert "## Teacher" in card and "mirror-averaged targets: True" in card
     _, payload = load_model(tmp_path / "weights" / "student_mobilenetv2_025.pt")
     assert payload["teacher_fingerprint"]["head"] == "300w"
+
+
+def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
+    from student.report import ab_archs, ab_reports
+
+    def row(arch, mode, epochs, nme):
+        return {"arch": arch, "mode": mode, "schedule": {"epochs": epochs, "labelled_limit": None}, "nme": nme,
+                "fr10": 1.0, "run": f"{arch}-{mode}-{epochs}"}
+
+    rows = [row("shufflenetv2_050", "labels", 16, 6.0), row("shufflenetv2_050", "distill", 16, 5.8),
+            row("mobilenetv3_small", "labels", 16, 6.0), row("mobilenetv3_small", "distill", 10, 5.0),
+            row("mobilenetv2_025", "labels", 16, 5.5), row("mobilenetv2_025", "distill", 16, 5.6),
+            row("mobilenetv2_025", "distill", 16, 5.2)]
+    assert ab_archs(rows) == ["mobilenetv2_025", "shufflenetv2_050"]
+    (ab,) = ab_reports(rows, "mobilenetv2_025")
+    assert ab["distill"]["nme"] == 5.2 and len(ab["variants"]) == 2 and ab["passed"]
+    with pytest.raises(UserError, match="no A/B pair for mobilenetv3_small"):
+        ab_reports(rows, "mobilenetv3_small")
+    with pytest.raises(UserError, match="no A/B pair"):
+        ab_archs(rows[2:4])
 
 
 def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
