@@ -25,6 +25,7 @@ from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
+STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -228,6 +229,22 @@ def families_markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pick_sentence(table: list[dict], max_mb: float) -> str:
+    """Which trained family to pick: the lowest NME overall, and the lowest within a weights-size budget."""
+    trained = [r for r in table if r["run"]]
+    if not trained:
+        return "No family trained on this schedule yet."
+
+    def named(r: dict) -> str:
+        return f"`{r['arch']}` ({r['nme']:.3f}% NME, {r['mflops']:.1f} MFLOPs, {r['fp32_mb']:.2f} MB)"
+
+    best = min(trained, key=lambda r: r["nme"])
+    small = [r for r in trained if r["fp32_mb"] <= max_mb]
+    within = (f"lowest within {max_mb} MB fp32: {named(min(small, key=lambda r: r['nme']))}" if small
+              else f"none trained is within {max_mb} MB fp32")
+    return f"Of {len(trained)} trained: lowest NME {named(best)}; {within}."
+
+
 def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
     abs_ = [ab for arch in (args.ab_arch or ab_archs(rows)) for ab in ab_reports(rows, arch)]
@@ -248,4 +265,5 @@ def main(args: argparse.Namespace) -> dict:
         if "training_fit" in ab:
             print(fit_sentence(ab))
     print(families_markdown(families))
+    print(pick_sentence(families, STUDENT_MAX_MB))
     return {"ab": abs_, "families": families}

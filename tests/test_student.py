@@ -279,6 +279,17 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
         ab_archs(rows[2:4])
 
 
+def test_pick_names_the_best_family_overall_and_within_the_size_budget():
+    from student.report import pick_sentence
+
+    table = [{"arch": "small", "run": "a", "nme": 5.5, "mflops": 17.7, "fp32_mb": 1.7},
+             {"arch": "big", "run": "b", "nme": 5.1, "mflops": 32.3, "fp32_mb": 4.8},
+             {"arch": "untrained", "run": None, "nme": None, "mflops": 1.0, "fp32_mb": 0.5}]
+    sentence = pick_sentence(table, max_mb=2.0)
+    assert sentence.startswith("Of 2 trained: lowest NME `big`") and "within 2.0 MB fp32: `small`" in sentence
+    assert "none trained is within 1.0 MB" in pick_sentence(table, max_mb=1.0)
+
+
 def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
     from student.train import make_sampler
 
