@@ -32,7 +32,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm student-report", add_help=add_help)
     p.add_argument("--runs", type=Path, default=Path("runs/student"), help="student runs (default: runs/student)")
     p.add_argument("--ab-arch", nargs="+", default=None,
-                   help="students to A/B (default: every student with a finished labels-alone run, shipped one first)")
+                   help="students to A/B (default: every student with both arms on one schedule, shipped one first)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="where student_ab.json / student_families.json go")
     p.add_argument("--data", type=Path, default=None,
                    help="data root; with it, each A/B also measures both arms and the teacher on the labelled training "
@@ -84,7 +84,7 @@ def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
 
 def ab_archs(rows: list[dict]) -> list[str]:
     """Every student with an A/B pair (labels alone and distilled, same schedule), the shipped default first."""
-    archs = sorted({r["arch"] for r in rows if paired_schedules(rows, r["arch"])},
+    archs = sorted((a for a in {r["arch"] for r in rows} if paired_schedules(rows, a)),
                    key=lambda a: (a != DEFAULT_STUDENT, a))
     if not archs:
         raise UserError("no A/B pair: run 'facelm train-student' with --mode labels and --mode distill on one schedule")
@@ -122,7 +122,7 @@ class TrainingFaces:
                             "(e.g. ../shared/data)")
         self.faces = faces
         self.sets: dict[str, EvalSet] = {}
-        self.teacher_predictions: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        self.teachers: dict[tuple[str, str], tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
 
     def eval_set(self, scheme: Scheme) -> EvalSet:
         if scheme.name not in self.sets:
@@ -131,15 +131,15 @@ class TrainingFaces:
 
     def teacher(self, path: str, head: str) -> tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The head's scheme, and the teacher's (points, confidences) on every face, plain and mirror-averaged."""
-        teacher, payload = load_model(Path(path))
-        scheme = get_scheme(payload["spec"]["heads"][head])
-        if (path, head) not in self.teacher_predictions:
+        if (path, head) not in self.teachers:
+            teacher, payload = load_model(Path(path))
+            scheme = get_scheme(payload["spec"]["heads"][head])
             faces_set, size = self.eval_set(scheme), payload["spec"]["input_size"]
             teacher_fn = torch_batch_fn(SingleHead(teacher, head))
-            self.teacher_predictions[path, head] = {
+            self.teachers[path, head] = scheme, {
                 "teacher": faces_set.evaluate(teacher_fn, size)[1:],
                 "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), size)[1:]}
-        return scheme, self.teacher_predictions[path, head]
+        return self.teachers[path, head]
 
     def fit(self, ab: dict) -> dict:
         """NME on the A/B's labelled training faces (eval-rule crops, no augmentation) of both arms, the teacher and
