@@ -1,4 +1,4 @@
-"""MobileNetV2 trunks (Sandler et al. 2018) in plain torch, at width 0.25 / 0.5 / 1.0."""
+"""MobileNetV2 trunks (Sandler et al. 2018) in plain torch, at width 0.25 / 0.35 / 0.5 / 1.0."""
 from __future__ import annotations
 
 from torch import nn
@@ -52,6 +52,13 @@ def _create(width: float, heads: dict[str, int], input_size: int = 112, in_chans
 @register_model
 def mobilenetv2_025(heads: dict[str, int], **kw) -> LandmarkNet:
     return _create(0.25, heads, last_channels=kw.pop("last_channels", 256), **kw)
+
+
+@register_model
+def mobilenetv2_035(heads: dict[str, int], **kw) -> LandmarkNet:
+    # a narrower head (48 channels) keeps the fp32 file under 2 MB at this width
+    kw.setdefault("head_channels", 48)
+    return _create(0.35, heads, last_channels=kw.pop("last_channels", 256), **kw)
 
 
 @register_model
