@@ -24,6 +24,7 @@ from facelm.plots import (
 )
 from facelm.runs import read_history, write_json
 from facelm.schemes import get_scheme
+from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 TEST_SET = Path("300w") / "testset"
 SCHEME = "68"  # the 300-W test faces carry 68 points
@@ -41,10 +42,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data = os.environ.get("DATA")
     p.add_argument("--data", type=Path, default=Path(data) if data else None,
                    help="data root holding 300w/testset (default: $DATA)")
-    p.add_argument("--teacher", type=Path, default=Path("weights/teacher_resnet18.pt"),
-                   help="teacher checkpoint (default: weights/teacher_resnet18.pt)")
-    p.add_argument("--student", type=Path, default=Path("weights/student_mobilenetv2_025.pt"),
-                   help="student checkpoint (default: weights/student_mobilenetv2_025.pt)")
+    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
+    p.add_argument("--student", type=Path, default=RELEASED_STUDENT, help=f"student checkpoint (default: {RELEASED_STUDENT})")
     p.add_argument("--exports", type=Path, default=Path("weights/export"),
                    help="folder of exported models with their sidecars (default: weights/export)")
     p.add_argument("--runs", type=Path, nargs="*", default=[],

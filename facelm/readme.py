@@ -11,6 +11,7 @@ from pathlib import Path
 
 from facelm.errors import UserError
 from facelm.metrics import format_rho
+from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
 STUDENT_TARGET_NME = 3.0
@@ -164,8 +165,8 @@ def _stability(report: dict) -> str:
 
 
 RENDERERS = {
-    "teacher": (Path("weights/teacher_resnet18.json"), _teacher),
-    "student": (Path("weights/student_mobilenetv2_025.json"), _student),
+    "teacher": (RELEASED_TEACHER.with_suffix(".json"), _teacher),
+    "student": (RELEASED_STUDENT.with_suffix(".json"), _student),
     "ablation": (Path("docs/results/ablation.json"), _ablation),
     "loader": (Path("docs/results/loader.json"), _loader),
     "export": (Path("weights/export/export_report.json"), _export),

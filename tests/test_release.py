@@ -9,9 +9,10 @@ import pytest
 
 from facelm.cli import main as facelm
 from facelm.readme import render
+from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 ROOT = Path(__file__).resolve().parents[1]
-RELEASES = {"teacher_resnet18": 25e6, "student_mobilenetv2_025": 2e6}  # release -> largest allowed weights file
+RELEASES = {RELEASED_TEACHER.stem: 25e6, RELEASED_STUDENT.stem: 2e6}  # release -> largest allowed weights file
 
 
 def test_readme_results_match_the_committed_reports():
