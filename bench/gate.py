@@ -39,6 +39,7 @@ from bench.measure import (  # noqa: E402
     time_calls,
 )
 from bench.table import text_table  # noqa: E402
+from facelm.cli import name_values  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,14 +223,7 @@ def measure(models: list[Model], faces: Faces, args: argparse.Namespace, baselin
 
 
 def nme_tolerances(overrides: list[str]) -> dict[str, float]:
-    table = dict(NME_TOLERANCE)
-    for text in overrides:
-        precision, _, value = text.partition("=")
-        try:
-            table[precision] = float(value)
-        except ValueError:
-            raise UserError(f"--tolerance {text!r}: expected PRECISION=POINTS, e.g. int8=0.2") from None
-    return table
+    return {**NME_TOLERANCE, **name_values(overrides, "--tolerance", "int8=0.2")}
 
 
 def compare(baseline: dict, fresh: dict, nme_tol: dict[str, float], latency_tol: float) -> tuple[list[tuple], list[str]]:

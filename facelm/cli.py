@@ -32,6 +32,18 @@ COMMANDS = {
 }
 
 
+def name_values(texts: list[str], option: str, example: str) -> dict[str, float]:
+    """Repeated `NAME=NUMBER` option values as {name: number}; a malformed one is a one-line user error."""
+    values = {}
+    for text in texts:
+        name, _, value = text.partition("=")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise UserError(f"{option} {text!r}: expected NAME=NUMBER, e.g. {example}") from None
+    return values
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm plot-losses", add_help=add_help)
     p.add_argument("--out", type=Path, default=Path("docs/losses.png"), help="PNG to write (default: docs/losses.png)")

@@ -12,7 +12,7 @@ from facelm.checkpoint import load_model
 from facelm.errors import UserError
 
 RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
-RELEASED_STUDENT = Path("weights/student_mobilenetv2_025.pt")
+RELEASED_STUDENT = Path("weights/student_mobilenetv2_035.pt")
 
 
 def stage_args_parser(stage: str, train_parser: argparse.ArgumentParser, released: Path,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import Sampler, WeightedRandomSampler
 
 from facelm.checkpoint import save_checkpoint
 from facelm.losses import COORD_LOSSES
@@ -60,6 +61,13 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def group_share_sampler(group_sizes: list[int], shares: list[float], num_samples: int, seed: int) -> Sampler:
+    """Draws with replacement over a dataset made of consecutive groups, group g making `shares[g]` of the draws in
+    expectation and its items equally likely within it."""
+    weights = torch.cat([torch.full((n,), share / n) for n, share in zip(group_sizes, shares) if n])
+    return WeightedRandomSampler(weights, num_samples, replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
 def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from facelm.augment import GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
+from facelm.cli import name_values
 from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teacher_sources, load_source, seed_worker
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
@@ -22,7 +23,7 @@ from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
-from facelm.training import add_training_args, fit, make_optimization, restore, save_run_checkpoint
+from facelm.training import add_training_args, fit, group_share_sampler, make_optimization, restore, save_run_checkpoint
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -30,6 +31,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
     p.add_argument("--source", action="append", default=None,
                    help="NAME:SCHEME:PATH, repeatable; one head per source (default: 300w and ytf68 under --data)")
+    p.add_argument("--source-share", action="append", default=[], metavar="NAME=SHARE",
+                   help="repeatable: source NAME makes SHARE of each epoch's draws (sampled with replacement); the "
+                        "other sources share the rest in proportion to their size (default: every face once per epoch)")
     p.add_argument("--eval-data", type=Path, default=None, help="eval folder (default: DATA/300w/testset)")
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
@@ -46,6 +50,28 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
     if args.data is None:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --source NAME:SCHEME:PATH")
     return default_teacher_sources(Path(args.data))
+
+
+def parse_source_shares(texts: list[str], names: list[str]) -> dict[str, float]:
+    """`--source-share NAME=SHARE` texts as {name: share}, checked against the sources' names."""
+    named = name_values(texts, "--source-share", "300w=0.8")
+    for name, share in named.items():
+        if name not in names:
+            raise UserError(f"--source-share {name}: no such source; sources are {', '.join(names)}")
+        if not 0 < share <= 1:
+            raise UserError(f"--source-share {name}={share}: the share must be in (0, 1]")
+    rest, all_named = 1 - sum(named.values()), set(named) == set(names)
+    if rest < -1e-9 or (all_named and rest > 1e-9) or (not all_named and rest <= 1e-9):
+        raise UserError(f"--source-share {' '.join(texts)}: the shares must sum to 1 when every source is named, "
+                        "and to less than 1 otherwise")
+    return named
+
+
+def source_shares(sizes: dict[str, int], named: dict[str, float]) -> list[float]:
+    """Each source's share of the draws: as named, and the rest split over the other sources by their size."""
+    rest = 1 - sum(named.values())
+    others = sum(n for name, n in sizes.items() if name not in named)
+    return [named.get(name, rest * n / others if others else 0.0) for name, n in sizes.items()]
 
 
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
@@ -76,6 +102,7 @@ def main(args: argparse.Namespace) -> dict:
     head_names = [s.name for s in sources]
     if args.eval_head not in head_names:
         raise UserError(f"--eval-head {args.eval_head!r} is not one of the sources' heads: {', '.join(head_names)}")
+    shares = parse_source_shares(args.source_share, head_names)
 
     resume = read_checkpoint(args.resume) if args.resume else None
     loaded = [load_source(s) for s in sources]
@@ -99,10 +126,13 @@ def main(args: argparse.Namespace) -> dict:
 
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
     dataset = LandmarkCrops(loaded, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
+    sizes = {item.source.name: len(item.samples) for item in loaded}
+    sampling = ({"sampler": group_share_sampler(list(sizes.values()), source_shares(sizes, shares),
+                                                len(dataset) // args.batch_size * args.batch_size, args.seed)}
+                if args.source_share else {"shuffle": True, "generator": torch.Generator().manual_seed(args.seed)})
     loader = DataLoader(
-        dataset, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
-        worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(args.seed),
+        dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.workers,
+        worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0, **sampling,
     )
     if args.workers == 0:
         dataset.reseed(args.seed)

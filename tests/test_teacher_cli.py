@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from facelm.cli import main as facelm
+from facelm.errors import UserError
 
 
 def _train(tiny_300w, out, *extra):
@@ -67,11 +69,36 @@ def test_user_errors_are_one_line_without_traceback(tiny_300w, tmp_path):
         ["train-teacher", "--source", f"300w:98:{tiny_300w}", "--out", str(tmp_path)],
         ["train-teacher", "--source", f"300w:68:{tmp_path / 'nope'}", "--out", str(tmp_path)],
         ["train-teacher", "--source", "300w-no-scheme", "--out", str(tmp_path)],
+        ["train-teacher", "--source", f"300w:68:{tiny_300w}", "--source-share", "wflw=0.5", "--out", str(tmp_path)],
     ]
     for argv in cases:
         proc = subprocess.run([sys.executable, "-m", "facelm.cli", *argv], capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_source_shares_name_some_sources_and_split_the_rest_by_size():
+    from teacher.train import parse_source_shares, source_shares
+
+    sizes = {"300w": 100, "ytf68": 300, "wflw": 600}
+    assert source_shares(sizes, parse_source_shares([], list(sizes))) == pytest.approx([0.1, 0.3, 0.6])
+    assert source_shares(sizes, parse_source_shares(["300w=0.5"], list(sizes))) == pytest.approx([0.5, 1 / 6, 1 / 3])
+    both = parse_source_shares(["300w=0.25", "ytf68=0.75"], ["300w", "ytf68"])
+    assert source_shares({"300w": 100, "ytf68": 300}, both) == pytest.approx([0.25, 0.75])
+    for bad in (["300w=1.0"], ["300w=0.5", "ytf68=0.5", "wflw=0.2"], ["300w=x"], ["300w=0"], ["lfpw=0.5"]):
+        with pytest.raises(UserError):
+            parse_source_shares(bad, list(sizes))
+    with pytest.raises(UserError):
+        parse_source_shares(["300w=0.5"], ["300w"])
+
+
+def test_source_share_sets_each_heads_share_of_the_batches(tiny_300w, tmp_path):
+    from facelm.training import group_share_sampler
+
+    draws = torch.tensor(list(group_share_sampler([100, 900], [0.8, 0.2], 20000, seed=0)))
+    assert abs((draws < 100).float().mean().item() - 0.8) < 0.02 and draws.max() < 1000
+    assert _train(tiny_300w, tmp_path, "--source", f"ytf68:68:{tiny_300w}", "--source-share", "300w=0.75",
+                  "--epochs", "1") == 0
 
 
 def test_teacher_stage_without_data_says_what_it_skipped(tmp_path):
