@@ -96,7 +96,7 @@ readme: setup
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png
 
-MODEL ?= weights/student_mobilenetv2_025.pt
+MODEL ?= weights/student_mobilenetv2_035.pt
 
 predict: setup
 	$(FACELM) predict "$(INPUT)" --out "$(OUT)" --model "$(MODEL)"

@@ -1,6 +1,6 @@
 """`facelm export`: a student checkpoint to every deployment format, each verified against PyTorch on real faces.
 
-    facelm export --checkpoint weights/student_mobilenetv2_025.pt --out weights/export [--formats onnx_fp32 ...]
+    facelm export --checkpoint weights/student_mobilenetv2_035.pt --out weights/export [--formats onnx_fp32 ...]
 
 Writes `<stem><suffix>` plus `<file>.json` (the contract sidecar) per format, and `export_report.json` / `.md`.
 A format whose converter fails, or whose |delta NME| breaks its tolerance, fails the command after all formats ran;

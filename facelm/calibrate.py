@@ -1,6 +1,6 @@
 """Fit the detector-box-to-crop calibration on a training split and measure what it costs on the test split.
 
-    facelm calibrate-detector --data $DATA [--model weights/student_mobilenetv2_025.pt]
+    facelm calibrate-detector --data $DATA [--model weights/student_mobilenetv2_035.pt]
 
 Writes `weights/detector_calibration.json` (what `facelm predict` and `facelm track` read) and
 `docs/results/detector.json` + `.md`: on the test faces the detector finds, NME with ground-truth crops, with the

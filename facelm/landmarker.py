@@ -1,6 +1,6 @@
 """A landmark model ready for photos and video: any checkpoint or exported model, run on crops given as affines.
 
-    landmarker = load_landmarker(Path("weights/student_mobilenetv2_025.pt"))   # or .onnx, .tflite, .ncnn.param ...
+    landmarker = load_landmarker(Path("weights/student_mobilenetv2_035.pt"))   # or .onnx, .tflite, .ncnn.param ...
     points, confidence = landmarker.from_boxes(image, [landmark_box])          # eval crop rule
     points, confidence = landmarker.from_crops(image, [matrix])                # any crop, e.g. rotated (tracking)
 """

@@ -1,6 +1,6 @@
 """Landmarks on photos: find faces, crop each by the model's own rule, run any model, write JSON and an overlay.
 
-    facelm predict photo.jpg|folder --out predictions [--model weights/student_mobilenetv2_025.pt | model.onnx ...]
+    facelm predict photo.jpg|folder --out predictions [--model weights/student_mobilenetv2_035.pt | model.onnx ...]
 
 Per image `<stem>.json` holds `faces`: for each face its detector `box` (x0, y0, x1, y1), `points` (K x 2, image
 pixels) and `confidence` (K, in [0, 1]); `<stem>.jpg` is the overlay, points coloured red (low confidence) to green.

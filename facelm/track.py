@@ -1,6 +1,6 @@
 """`facelm track VIDEO --out DIR`: follow one face through a video; write an annotated video and a JSON track.
 
-    facelm track clip.mp4 --out runs/track [--model weights/student_mobilenetv2_025.pt | model.onnx ...] [--no-smooth]
+    facelm track clip.mp4 --out runs/track [--model weights/student_mobilenetv2_035.pt | model.onnx ...] [--no-smooth]
 
 `DIR/<stem>.tracked.mp4` is the video with the points drawn (red = low confidence, green = high) and the square the
 model looked at. `DIR/<stem>.track.json` holds the video's fps and size, the model, the smoothing settings and, per
