@@ -75,7 +75,7 @@ model-stats: setup
 	$(FACELM) model-stats --time --json docs/results/model_stats.json
 
 eval: setup
-	$(FACELM) eval --model "$(MODEL)" --data "$(EVAL_DATA)" --report "$(REPORT)"
+	$(FACELM) eval $(MODEL_ARG) --data "$(EVAL_DATA)" --report "$(REPORT)"
 
 ablation: setup
 	for loss in l1 wing smooth_l1; do \
@@ -96,26 +96,27 @@ readme: setup
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png
 
-MODEL ?= weights/student_mobilenetv2_035.pt
+# MODEL=f picks the model; unset, each command uses the released student (facelm.stage.RELEASED_STUDENT)
+MODEL_ARG = $(if $(MODEL),--model "$(MODEL)")
 
 predict: setup
-	$(FACELM) predict "$(INPUT)" --out "$(OUT)" --model "$(MODEL)"
+	$(FACELM) predict "$(INPUT)" --out "$(OUT)" $(MODEL_ARG)
 
 photos: setup
 	$(FACELM) sample-photos --out $(RUNS)/photos
-	$(FACELM) predict $(RUNS)/photos --out docs/photos --model "$(MODEL)"
+	$(FACELM) predict $(RUNS)/photos --out docs/photos $(MODEL_ARG)
 
 calibrate-detector: setup
-	$(FACELM) calibrate-detector --data "$(DATA)" --model "$(MODEL)"
+	$(FACELM) calibrate-detector --data "$(DATA)" $(MODEL_ARG)
 
 figures: setup
 	$(FACELM) figures --data "$(DATA)" --out docs/figures --json docs/results/figures.json $(FIGURES_ARGS)
 
 track: setup
-	$(FACELM) track "$(VIDEO)" --out "$(OUT)" --model "$(MODEL)"
+	$(FACELM) track "$(VIDEO)" --out "$(OUT)" $(MODEL_ARG)
 
 stability: setup
-	$(FACELM) stability --data "$(DATA)" --model "$(MODEL)" --json docs/results/stability.json
+	$(FACELM) stability --data "$(DATA)" $(MODEL_ARG) --json docs/results/stability.json
 
 test: setup
 	DATA="$(DATA)" $(PY) -m pytest -q

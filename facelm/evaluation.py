@@ -19,6 +19,7 @@ from facelm.metrics import landmark_report
 from facelm.models import SingleHead
 from facelm.plots import plot_ced
 from facelm.schemes import Scheme, get_scheme
+from facelm.stage import RELEASED_STUDENT
 
 
 class EvalSet:
@@ -51,8 +52,8 @@ class EvalSet:
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm eval", add_help=add_help,
                                 description="Evaluate a checkpoint on a folder in any supported layout.")
-    p.add_argument("--model", type=Path, required=True,
-                   help="facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...)")
+    p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
+                   help=f"facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...) (default: {RELEASED_STUDENT})")
     p.add_argument("--data", type=Path, required=True, help="annotated folder or file (300-W, CSV, WFLW, JD/LaPa)")
     p.add_argument("--report", type=Path, required=True, help="JSON report to write (a CED plot is written beside it)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the checkpoint's first head)")

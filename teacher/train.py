@@ -71,7 +71,7 @@ def source_shares(sizes: dict[str, int], named: dict[str, float]) -> list[float]
     """Each source's share of the draws: as named, and the rest split over the other sources by their size."""
     rest = 1 - sum(named.values())
     others = sum(n for name, n in sizes.items() if name not in named)
-    return [named.get(name, rest * n / others if others else 0.0) for name, n in sizes.items()]
+    return [named[name] if name in named else rest * n / others for name, n in sizes.items()]
 
 
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
