@@ -105,7 +105,8 @@ def _student_families(report: dict) -> str:
 
     s = report["schedule"]
     return (f"Accuracy where distilled on one schedule ({s['epochs']} epochs of {s['steps_per_epoch']} steps at "
-            f"{s['input_size']} px); MFLOPs = 2 x multiply-accumulates of the shipped single-head graph.\n\n"
+            f"{s['input_size']} px) from one teacher (`{s['teacher_sha256'][:8]}`, {s['teacher_nme']:.3f}% NME); "
+            "MFLOPs = 2 x multiply-accumulates of the shipped single-head graph.\n\n"
             + families_markdown(report["rows"]) + "\n" + pick_sentence(report["rows"], STUDENT_MAX_MB))
 
 

@@ -18,12 +18,12 @@ from facelm.inference import flip_averaged
 from facelm.metrics import format_rho, landmark_report
 from facelm.models import SingleHead
 from facelm.models.stats import model_stats
-from facelm.runs import read_history, write_json
+from facelm.runs import file_sha256, read_history, write_json
 from facelm.schemes import Scheme, get_scheme
 from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
-                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "teacher", "labelled_limit")
+                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
 
@@ -37,17 +37,23 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="data root; with it, each A/B also measures both arms and the teacher on the labelled training "
                         "faces (<data>/300w/trainset), which tells underfitting from overfitting")
+    p.add_argument("--teachers", type=Path, nargs="+", default=[],
+                   help="earlier teacher checkpoints, matched by sha256, for runs whose teacher has since been replaced "
+                        "at its recorded path (e.g. git show REV:weights/teacher_resnet18.pt > old.pt)")
     return p
 
 
 def run_rows(root: Path) -> list[dict]:
-    """One row per finished run (a metrics.json), with its schedule."""
+    """One row per finished run (a metrics.json), with its schedule and its teacher (path and sha256 as recorded;
+    the teacher is not part of the schedule, so a labels-alone arm pairs with distilled arms from any teacher)."""
     rows = []
     for metrics_path in sorted(root.glob("*/metrics.json")):
         run = metrics_path.parent
         args = json.loads((run / "config.json").read_text())["args"]
         m = json.loads(metrics_path.read_text())
+        teacher = json.loads((run / "teacher_fingerprint.json").read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
+                     "teacher": {"path": teacher["path"], "sha256": teacher["sha256"], "head": teacher["head"]},
                      "labelled_fraction": args.get("labelled_fraction") if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
@@ -116,11 +122,12 @@ class TrainingFaces:
     """The labelled training faces, decoded once per report, and each teacher's predictions on all of them, run once:
     every A/B then scores its own subset (--labelled-limit) without re-reading images or re-running the teacher."""
 
-    def __init__(self, faces: Path):
+    def __init__(self, faces: Path, earlier_teachers: list[Path]):
         if not faces.is_dir():
             raise UserError(f"{faces}: no labelled training faces there; pass --data with the data root "
                             "(e.g. ../shared/data)")
         self.faces = faces
+        self.earlier_teachers = earlier_teachers
         self.sets: dict[str, EvalSet] = {}
         self.teachers: dict[tuple[str, str], tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
 
@@ -129,25 +136,26 @@ class TrainingFaces:
             self.sets[scheme.name] = EvalSet(self.faces, scheme)
         return self.sets[scheme.name]
 
-    def teacher(self, path: str, head: str) -> tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    def teacher(self, recorded: dict) -> tuple[Scheme, dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The head's scheme, and the teacher's (points, confidences) on every face, plain and mirror-averaged."""
-        if (path, head) not in self.teachers:
-            teacher, payload = load_model(Path(path))
-            scheme = get_scheme(payload["spec"]["heads"][head])
+        key = recorded["sha256"], recorded["head"]
+        if key not in self.teachers:
+            teacher, payload = load_model(teacher_checkpoint(recorded, self.earlier_teachers))
+            scheme = get_scheme(payload["spec"]["heads"][recorded["head"]])
             faces_set, size = self.eval_set(scheme), payload["spec"]["input_size"]
-            teacher_fn = torch_batch_fn(SingleHead(teacher, head))
-            self.teachers[path, head] = scheme, {
+            teacher_fn = torch_batch_fn(SingleHead(teacher, recorded["head"]))
+            self.teachers[key] = scheme, {
                 "teacher": faces_set.evaluate(teacher_fn, size)[1:],
                 "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), size)[1:]}
-        return self.teachers[path, head]
+        return self.teachers[key]
 
     def fit(self, ab: dict) -> dict:
-        """NME on the A/B's labelled training faces (eval-rule crops, no augmentation) of both arms, the teacher and
-        its mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has
+        """NME on the A/B's labelled training faces (eval-rule crops, no augmentation) of both arms, the B arm's teacher
+        and its mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has
         no overfitting for extra faces, which are what distillation adds, to correct."""
         run_args = json.loads((Path(ab["labels"]["run"]) / "config.json").read_text())["args"]
-        head = run_args["teacher_head"]
-        scheme, teacher = self.teacher(run_args["teacher"], head)
+        head = ab["distill"]["teacher"]["head"]
+        scheme, teacher = self.teacher(ab["distill"]["teacher"])
         all_faces = self.eval_set(scheme)
         keep = subset_indices(len(all_faces.samples), run_args.get("labelled_limit"), run_args["seed"])
         faces_set = all_faces.take(keep)
@@ -160,22 +168,38 @@ class TrainingFaces:
         return fit
 
 
+def teacher_checkpoint(recorded: dict, earlier: list[Path]) -> Path:
+    """The teacher a run recorded, found by its sha256: at its recorded path, or among earlier checkpoints."""
+    for path in [Path(recorded["path"]), *earlier]:
+        if path.is_file() and file_sha256(path) == recorded["sha256"]:
+            return path
+    raise UserError(f"{recorded['path']} is no longer the teacher a run learnt from (sha256 {recorded['sha256'][:12]}); "
+                    f"pass that teacher with --teachers (e.g. from git: git show REV:{recorded['path']} > old.pt)")
+
+
+def family_key(row: dict) -> dict:
+    """What makes family rows comparable: the schedule and the teacher distilled from."""
+    return {**row["schedule"], "teacher_sha256": row["teacher"]["sha256"]}
+
+
 def families_schedule(rows: list[dict]) -> dict:
-    """The schedule most students were distilled on (the family sweep may be shorter than the A/B); the longest
-    such schedule on a tie."""
-    by_schedule: dict[str, set] = {}
+    """The schedule and teacher most students were distilled on (the family sweep may be shorter than the A/B); the
+    longest such schedule on a tie."""
+    by_key: dict[str, set] = {}
     for r in rows:
         if r["mode"] == "distill":
-            by_schedule.setdefault(json.dumps(r["schedule"], sort_keys=True), set()).add(r["arch"])
-    return json.loads(max(by_schedule, key=lambda key: (len(by_schedule[key]), json.loads(key)["epochs"])))
+            by_key.setdefault(json.dumps(family_key(r), sort_keys=True), set()).add(r["arch"])
+    key = json.loads(max(by_key, key=lambda key: (len(by_key[key]), json.loads(key)["epochs"])))
+    return {**key, "teacher_nme": next(r["teacher_nme"] for r in rows if r["mode"] == "distill" and family_key(r) == key)}
 
 
 def families_report(rows: list[dict], schedule: dict) -> list[dict]:
     """Every student family, fewest FLOPs first: params, MFLOPs, fp32 size, and accuracy where one was distilled
-    on the schedule (the best variant)."""
+    on the schedule from the schedule's teacher (the best variant)."""
+    key = {k: v for k, v in schedule.items() if k != "teacher_nme"}
     table = []
     for arch in STUDENTS:
-        runs = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == schedule]
+        runs = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and family_key(r) == key]
         stats = model_stats(arch, {"head": 68}, schedule["input_size"])
         row = min(runs, key=lambda r: r["nme"]) if runs else {"arch": arch, "run": None}
         table.append({**row, "params": stats["params"], "mflops": 2 * stats["mmacs"], "fp32_mb": stats["fp32_mb"]})
@@ -186,18 +210,21 @@ def arm_name(row: dict) -> str:
     if row["mode"] == "labels":
         return "labels"
     normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
-    return f"distill (share {row['labelled_fraction']}, KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})"
+    return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {row['labelled_fraction']}, "
+            f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
 
 
 def ab_markdown(ab: dict) -> str:
-    lines = ["| arm | labelled share of batch | KD weight on labelled faces | confidence weights / their mean | NME % | "
-             "FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | teacher (its NME %) | labelled share of batch | KD weight on labelled faces | "
+             "confidence weights / their mean | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in [ab["labels"], *ab["variants"]]:
         arm = r["mode"] + (" (B arm)" if r["run"] == ab["distill"]["run"] else "")
         share = "1.0" if r["mode"] == "labels" else f"{r['labelled_fraction']}"
         kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
         normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
-        lines.append(f"| {arm} | {share} | {kd} | {normed} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
+        teacher = "" if r["mode"] == "labels" else f"`{r['teacher']['sha256'][:8]}` ({r['teacher_nme']:.3f})"
+        lines.append(f"| {arm} | {teacher} | {share} | {kd} | {normed} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
                      f"{format_rho(r['spearman_conf_error'])} | {r['train_img_per_s']:.0f} | "
                      f"{r['train_wall_seconds'] / 60:.0f} |")
     epochs = list(ab["labels"]["eval_nme_by_epoch"])
@@ -215,7 +242,7 @@ def fit_sentence(ab: dict) -> str:
     fit = ab["training_fit"]
     return (f"On its {fit['n']} labelled training faces (eval-rule crops, no augmentation): labels arm "
             f"{fit['labels']:.3f}% NME (test {ab['labels']['nme']:.3f}%), distilled arm {fit['distill']:.3f}% "
-            f"(test {ab['distill']['nme']:.3f}%), teacher {fit['teacher']:.3f}% (test {ab['labels']['teacher_nme']:.3f}%), "
+            f"(test {ab['distill']['nme']:.3f}%), teacher {fit['teacher']:.3f}% (test {ab['distill']['teacher_nme']:.3f}%), "
             f"teacher's mirror-averaged targets {fit['teacher_targets']:.3f}%.")
 
 
@@ -249,7 +276,7 @@ def main(args: argparse.Namespace) -> dict:
     rows = run_rows(args.runs)
     abs_ = [ab for arch in (args.ab_arch or ab_archs(rows)) for ab in ab_reports(rows, arch)]
     if args.data is not None:
-        training_faces = TrainingFaces(args.data / "300w" / "trainset")
+        training_faces = TrainingFaces(args.data / "300w" / "trainset", args.teachers)
         for ab in abs_:
             ab["training_fit"] = training_faces.fit(ab)
     schedule = families_schedule(rows)

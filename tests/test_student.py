@@ -279,6 +279,35 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
         ab_archs(rows[2:4])
 
 
+def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
+    from facelm.runs import file_sha256
+    from student.report import teacher_checkpoint
+
+    released, earlier = tmp_path / "teacher.pt", tmp_path / "old.pt"
+    released.write_bytes(b"first teacher")
+    recorded = {"path": str(released), "sha256": file_sha256(released), "head": "300w"}
+    assert teacher_checkpoint(recorded, []) == released
+    earlier.write_bytes(b"first teacher")
+    released.write_bytes(b"second teacher")
+    with pytest.raises(UserError, match="no longer the teacher a run learnt from.*--teachers"):
+        teacher_checkpoint(recorded, [])
+    assert teacher_checkpoint(recorded, [released, earlier]) == earlier
+
+
+def test_families_compare_students_distilled_from_one_teacher():
+    from student.report import families_report, families_schedule
+
+    def row(arch, sha, nme):
+        return {"arch": arch, "mode": "distill", "schedule": {"epochs": 16, "input_size": 112}, "nme": nme,
+                "teacher": {"sha256": sha}, "teacher_nme": {"old": 4.5, "new": 3.8}[sha], "run": f"{arch}-{sha}"}
+
+    rows = [row("mobilenetv2_025", "old", 5.5), row("mobilenetv2_050", "old", 4.9), row("mobilenetv2_025", "new", 5.0)]
+    schedule = families_schedule(rows)
+    assert schedule["teacher_sha256"] == "old" and schedule["teacher_nme"] == 4.5
+    table = {r["arch"]: r for r in families_report(rows, schedule)}
+    assert table["mobilenetv2_025"]["nme"] == 5.5 and table["mobilenetv2_050"]["nme"] == 4.9
+
+
 def test_pick_names_the_best_family_overall_and_within_the_size_budget():
     from student.report import pick_sentence
 
