@@ -6,7 +6,7 @@ EXTRAS ?= test,export,predict
 PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
-TEACHER_ARGS ?=
+TEACHER_ARGS ?= --source-share 300w=0.8 --epochs 90
 STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
