@@ -108,27 +108,31 @@ def landmarker():
 
 
 @pytest.fixture(scope="module")
-def face_clip(data_root):
-    """24 frames of a real test face moving smoothly, with its exact per-frame ground truth."""
-    sample = load_annotations(data_root / "300w" / "testset", get_scheme("68"))[0]
-    return synthetic_clip(read_rgb(sample.image), sample.points, 24, np.random.default_rng(0), ClipSettings())
+def face_clips(data_root):
+    """24 frames of each of the first 8 test faces moving smoothly, with their exact per-frame ground truth."""
+    samples = load_annotations(data_root / "300w" / "testset", get_scheme("68"))[:8]
+    return [synthetic_clip(read_rgb(s.image), s.points, 24, np.random.default_rng(0), ClipSettings()) for s in samples]
 
 
 def tracked(tracker: Tracker, frames: list[np.ndarray]) -> list:
     return [tracker.update(frame, t / FPS) for t, frame in enumerate(frames)]
 
 
-def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clip):
-    frames, gt = face_clip
+def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clips):
     detector = FaceDetector()
-    results = tracked(Tracker(landmarker, detector, CALIBRATION), frames)
-    assert all(r.found for r in results)
-    assert [r.redetected for r in results] == [True] + [False] * (len(frames) - 1)
-    raw = np.stack([r.points for r in results])
-    smoothed = np.stack([r.smoothed for r in results])
-    assert point_errors(raw, gt, landmarker.scheme).mean() < 0.10
-    # 8% less jitter on this one clip; `facelm stability` measures the cut over 330 clips
-    assert normalised_mean_jitter(smoothed, gt, landmarker.scheme) < 0.95 * normalised_mean_jitter(raw, gt, landmarker.scheme)
+    tracks = [tracked(Tracker(landmarker, detector, CALIBRATION), frames) for frames, _ in face_clips]
+    raw_jitter, smoothed_jitter = [], []
+    for results, (frames, gt) in zip(tracks, face_clips):
+        assert all(r.found for r in results)
+        assert [r.redetected for r in results] == [True] + [False] * (len(frames) - 1)
+        raw = np.stack([r.points for r in results])
+        assert point_errors(raw, gt, landmarker.scheme).mean() < 0.10
+        raw_jitter.append(normalised_mean_jitter(raw, gt, landmarker.scheme))
+        smoothed_jitter.append(normalised_mean_jitter(np.stack([r.smoothed for r in results]), gt, landmarker.scheme))
+    # one clip's cut ranges from 5% to 48%; pooled over these 8 it is 30% (`facelm stability`: 46% over 330 clips)
+    assert np.mean(smoothed_jitter) < 0.85 * np.mean(raw_jitter)
+    (frames, _), results = face_clips[0], tracks[0]
+    raw, smoothed = np.stack([r.points for r in results]), np.stack([r.smoothed for r in results])
     # the crop follows the raw points, so switching smoothing off changes nothing the model sees ...
     unsmoothed = tracked(Tracker(landmarker, detector, CALIBRATION, smoothing=None), frames)
     np.testing.assert_allclose(np.stack([r.points for r in unsmoothed]), raw, atol=1e-4)
@@ -165,8 +169,8 @@ def frame_count(path: Path) -> int:
     return count
 
 
-def test_track_writes_the_annotated_video_and_the_json_track(face_clip, tmp_path, capsys):
-    video = write_video(tmp_path / "clip.avi", face_clip[0][:10])
+def test_track_writes_the_annotated_video_and_the_json_track(face_clips, tmp_path, capsys):
+    video = write_video(tmp_path / "clip.avi", face_clips[0][0][:10])
     track(track_args(video, tmp_path / "out", tmp_path))
     assert frame_count(tmp_path / "out" / "clip.tracked.mp4") == 10
     result = json.loads((tmp_path / "out" / "clip.track.json").read_text())
