@@ -21,7 +21,7 @@ help:
 	@echo "make student-report            A/B and family table from $(RUNS)/student into docs/results"
 	@echo "make export CHECKPOINT...      EXPORT_ARGS='--checkpoint f': every format, verified (needs facelm[export])"
 	@echo "make bench DATA=...            latency/size/accuracy of every model in weights/export (+ dlib peer if installed)"
-	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratio) against bench/baseline.json"
+	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratios) on weights/export and $(RUNS)/export"
 	@echo "make gate-refresh DATA=...     rewrite bench/baseline.json after an intended change (review its git diff)"
 	@echo "make model-stats              params, MMACs, fp32 MB and PyTorch eager latency (1 thread) of every model"
 	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
@@ -66,7 +66,7 @@ bench: setup
 	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --json docs/results/bench.json --csv $(RUNS)/bench.csv
 
 gate: setup
-	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset"
+	$(PY) bench/gate.py --models weights/export --candidate $(RUNS)/export --data "$(DATA)/300w/testset"
 
 gate-refresh: setup
 	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset" --refresh

@@ -1,17 +1,25 @@
-"""CI regression gates for the released student's exports: accuracy per format on 300w/testset, and latency per format
-as a ratio to a fixed reference workload timed in the same run. Exits 1 with a readable diff when a gate fails.
+"""CI regression gates for the released student's exports: accuracy per format on 300w/testset, and latency as
+ratios timed in the same run. Exits 1 with a readable diff when a gate fails.
 
-    python bench/gate.py --models weights/export --data DATA/300w/testset            # check against bench/baseline.json
+    python bench/gate.py --models weights/export --candidate runs/export --data DATA/300w/testset  # as CI runs it
     python bench/gate.py --models weights/export --data DATA/300w/testset --refresh  # rewrite the baseline (git diff it)
 
-Latency is never gated as a raw time: in interleaved rounds each model is timed between two timings of a fixed
-reference workload (a MobileNetV2-like ONNX net built in memory, fp32, or its int8 quantization for int8 models;
-onnxruntime, one thread), and the gated number is the median over rounds of model p10 / reference p10. The fast tail
-(p10) rather than p50, because other processes inflate the slow runs; a reference shaped like the student and of its
-precision, because contention slows small int8 kernels and per-node overhead differently from plain convolutions.
-A format over its limit is timed once more and the lower ratio counts: a real slowdown fails both times.
-Ratios carry from run to run on one class of machine, not across CPU types: refresh the baseline on the kind of
-machine that runs the gate, and after upgrading a runtime. Needs onnx + onnxruntime for the reference.
+Accuracy: NME per format of the released exports (--models) and, with --candidate, of a fresh export of the same
+checkpoint by the current code, against the baseline's, within a tolerance per precision.
+
+Latency is never gated as a raw time. Each latency number is a ratio timed in interleaved rounds: the model timed
+between two timings of its yardstick, and the median over rounds of model p10 / yardstick p10. The fast tail (p10)
+rather than p50, because other processes inflate the slow runs. Two yardsticks:
+- fresh export vs release (with --candidate): each fresh export against the released export of the same format, in
+  the same runtime. Unchanged code gives 1.0 on any CPU, so this gate holds on every machine.
+- release vs reference: each released export against a fixed reference workload (a MobileNetV2-like ONNX net built
+  in memory; its int8 quantization for int8 models, its fp32 form for the rest; onnxruntime, one thread), compared with
+  the ratio the baseline holds for this CPU model. These ratios repeat from run to run on one CPU model but not
+  across models: between two 2-core Xeons they moved by 20-50%, as vector width and caches favour one runtime's
+  kernels over another's. So the baseline keeps one set per CPU model, --refresh writes this machine's, and on a CPU
+  model the baseline does not know this check is reported, not gated.
+A format over its latency limit is timed once more and the lower ratio counts: a real slowdown fails both times.
+Needs onnx + onnxruntime for the reference.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +41,7 @@ from bench.measure import (  # noqa: E402
     Faces,
     Model,
     RuntimeMissing,
+    cpu_name,
     discover,
     load_faces,
     load_runtime,
@@ -61,6 +72,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="folder of the released student's exports (default: weights/export)")
     p.add_argument("--data", type=Path, default=Path(data) / "300w" / "testset" if data else None,
                    help="faces the baseline was measured on (default: $DATA/300w/testset)")
+    p.add_argument("--candidate", type=Path, default=None,
+                   help="a fresh export of the released checkpoint by the current code (`make export` writes "
+                        "runs/export): its accuracy is gated too, and its latency against the release's")
     p.add_argument("--baseline", type=Path, default=BASELINE, help="baseline JSON (default: bench/baseline.json)")
     p.add_argument("--refresh", action="store_true", help="measure and rewrite the baseline instead of checking it")
     p.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds; the median ratio is gated (default: 15)")
@@ -148,7 +162,10 @@ def reference_model(precision: str) -> bytes:
     return quantized(reference_net()) if precision == "int8" else reference_net()
 
 
-def reference_calls(precisions: set[str]) -> dict:
+Call = Callable[[], object]
+
+
+def reference_calls(precisions: set[str]) -> dict[str, Call]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -163,98 +180,127 @@ def reference_precision(precision: str) -> str:
     return "int8" if precision == "int8" else "fp32"
 
 
-def fast_tail(call, runs: int) -> float:
+def fast_tail(call: Call, runs: int) -> float:
     return float(np.percentile(time_calls(call, 0, runs), LATENCY_PERCENTILE))
 
 
-def latency_ratios(calls: dict, precisions: dict[str, str], rounds: int, runs: int, warmup: int) -> dict[str, float]:
-    """Median over rounds of (model p10) / (mean of its reference's p10 just before and just after it)."""
-    references = reference_calls({reference_precision(p) for p in precisions.values()})
-    for call in [*references.values(), *calls.values()]:
-        time_calls(call, warmup, 1)
-    ratios = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            reference = references[reference_precision(precisions[name])]
-            before, model, after = fast_tail(reference, runs), fast_tail(call, runs), fast_tail(reference, runs)
-            ratios[name].append(model / ((before + after) / 2))
+def latency_ratios(pairs: dict[str, tuple[Call, Call]], args: argparse.Namespace) -> dict[str, float]:
+    """For each name -> (model, yardstick): median over rounds of model p10 / the mean of the yardstick's p10 just
+    before and just after it."""
+    for model, yardstick in pairs.values():
+        time_calls(model, args.warmup, 1)
+        time_calls(yardstick, args.warmup, 1)
+    ratios = {name: [] for name in pairs}
+    for _ in range(args.rounds):
+        for name, (model, yardstick) in pairs.items():
+            before, now, after = fast_tail(yardstick, args.runs), fast_tail(model, args.runs), fast_tail(yardstick, args.runs)
+            ratios[name].append(now / ((before + after) / 2))
     return {name: float(np.median(values)) for name, values in ratios.items()}
 
 
-def confirm_slow(ratios: dict[str, float], baseline: dict, calls: dict, precisions: dict[str, str],
+def confirm_slow(ratios: dict[str, float], limits: dict[str, float], pairs: dict[str, tuple[Call, Call]],
                  args: argparse.Namespace, notes: list[str]) -> dict[str, float]:
-    """Time every format over its latency limit once more and keep the lower ratio: a real slowdown is over the limit
-    both times, a burst of load from other processes rarely is."""
-    limits = {name: baseline["formats"][name]["latency_ratio"] * (1 + args.latency_tolerance)
-              for name in ratios if name in baseline["formats"]}
-    slow = {name: calls[name] for name, limit in limits.items() if ratios[name] > limit}
+    """Time every pair over its limit once more and keep the lower ratio: a real slowdown is over the limit both
+    times, a burst of load from other processes rarely is."""
+    slow = {name: pairs[name] for name, limit in limits.items() if ratios[name] > limit}
     if not slow:
         return ratios
-    again = latency_ratios(slow, precisions, args.rounds, args.runs, args.warmup)
+    again = latency_ratios(slow, args)
     notes += [f"{name}: latency ratio {ratios[name]:.3f} over its limit {limits[name]:.3f}, timed again: {again[name]:.3f}; "
               "the lower one counts" for name in slow]
     return {**ratios, **{name: min(ratios[name], again[name]) for name in slow}}
 
 
-def measure(models: list[Model], faces: Faces, args: argparse.Namespace, baseline: dict | None) -> tuple[dict, list[str]]:
-    """Per format: NME / FR@10 / AUC@10 on `faces` and the latency ratio, all on one thread."""
-    results, calls, notes = {}, {}, []
+def gated_ratios(pairs: dict[str, tuple[Call, Call]], limits: dict[str, float], args: argparse.Namespace,
+                 notes: list[str]) -> dict[str, float]:
+    """Latency ratios rounded for the report, formats over their limit timed twice."""
+    ratios = confirm_slow(latency_ratios(pairs, args), limits, pairs, args, notes)
+    return {name: round(ratio, ROUNDING["latency_ratio"]) for name, ratio in ratios.items()}
+
+
+def measured(models: list[Model], faces: Faces, folder: Path, notes: list[str]) -> tuple[dict[str, dict], dict[str, Call]]:
+    """Per format: accuracy on `faces` (NME / FR@10 / AUC@10, rounded) and a batch-1 call on one thread. Models whose
+    runtime is not installed here are noted and left out."""
+    rows, calls = {}, {}
     for model in models:
         name = model.meta["format"]
-        if name in results:
-            raise UserError(f"{args.models}: two {name} models ({results[name]['file']}, {model.path.name}); keep one")
+        if name in rows:
+            raise UserError(f"{folder}: two {name} models ({rows[name]['file']}, {model.path.name}); keep one")
         try:
             run = load_runtime(model.path, 1)
         except RuntimeMissing as exc:
-            notes.append(f"skipped {model.path.name}: {exc}")
+            notes.append(f"skipped {model.path}: {exc}")
             continue
         x = model_input(model.meta)
         calls[name] = lambda run=run, x=x: run(x)
-        results[name] = {"file": model.path.name, "precision": model.meta["precision"],
-                         **{k: v for k, v in model_accuracy(run, model.meta, faces).items() if k in ROUNDING}}
-    precisions = {name: row["precision"] for name, row in results.items()}
-    ratios = latency_ratios(calls, precisions, args.rounds, args.runs, args.warmup)
-    if baseline is not None:
-        ratios = confirm_slow(ratios, baseline, calls, precisions, args, notes)
-    for name, ratio in ratios.items():
-        results[name]["latency_ratio"] = ratio
-    return {name: {k: round(v, ROUNDING[k]) if k in ROUNDING else v for k, v in row.items()}
-            for name, row in results.items()}, notes
+        accuracy = model_accuracy(run, model.meta, faces)
+        rows[name] = {"file": model.path.name, "precision": model.meta["precision"],
+                      **{key: round(accuracy[key], digits) for key, digits in ROUNDING.items() if key in accuracy}}
+    return rows, calls
 
 
 def nme_tolerances(overrides: list[str]) -> dict[str, float]:
     return {**NME_TOLERANCE, **name_values(overrides, "--tolerance", "int8=0.2")}
 
 
-def compare(baseline: dict, fresh: dict, nme_tol: dict[str, float], latency_tol: float) -> tuple[list[tuple], list[str]]:
+@dataclass
+class Measured:
+    """One gate run: accuracy rows of the released exports and of the fresh ones (empty without --candidate);
+    latency ratios of each release to the reference and of each fresh export to its release; the CPU they ran on."""
+    released: dict[str, dict]
+    fresh: dict[str, dict]
+    vs_reference: dict[str, float]
+    vs_release: dict[str, float]
+    cpu: str
+
+
+def accuracy_checks(name: str, base: dict, now: dict | None, label: str, nme_tol: dict[str, float],
+                    rows: list[tuple], failures: list[str]) -> None:
+    if now is None:
+        failures.append(f"{name}: {label} in the baseline but not measured (runtime missing or model not exported)")
+        rows.append((name, f"NME % ({label})", f"{base['nme']:.3f}", "missing", "-", "-", "FAIL"))
+        return
+    limit = nme_tol.get(base["precision"], NME_TOLERANCE["fp32"])
+    delta = now["nme"] - base["nme"]
+    bad = delta > limit
+    rows.append((name, f"NME % ({label})", f"{base['nme']:.3f}", f"{now['nme']:.3f}", f"{delta:+.3f}", f"+{limit:.3f}",
+                 "FAIL" if bad else "ok"))
+    if bad:
+        failures.append(f"{name}: NME of the {label} {now['nme']:.3f}% is {delta:+.3f} points from the baseline "
+                        f"{base['nme']:.3f}% (limit +{limit:.3f} for {base['precision']})")
+    for key, text, digits in (("fr10", "FR@10 %", 2), ("auc10", "AUC@10", 4)):
+        rows.append((name, f"{text} ({label})", f"{base[key]:.{digits}f}", f"{now[key]:.{digits}f}",
+                     f"{now[key] - base[key]:+.{digits}f}", "-", "info"))
+
+
+def latency_check(name: str, label: str, base: float | None, now: float | None, latency_tol: float,
+                  rows: list[tuple], failures: list[str]) -> None:
+    """One latency row: gated against `base` when there is one, reported as info when there is none."""
+    if now is None:
+        return
+    if base is None:
+        rows.append((name, label, "-", f"{now:.3f}", "-", "-", "info"))
+        return
+    change = now / base - 1
+    bad = change > latency_tol
+    rows.append((name, label, f"{base:.3f}", f"{now:.3f}", f"{change:+.1%}", f"+{latency_tol:.0%}", "FAIL" if bad else "ok"))
+    if bad:
+        failures.append(f"{name}: {label} {now:.3f} is {change:+.1%} from {base:.3f} (limit +{latency_tol:.0%})")
+
+
+def compare(baseline: dict, run: Measured, nme_tol: dict[str, float], latency_tol: float) -> tuple[list[tuple], list[str]]:
     """Diff rows (format, check, baseline, now, change, limit, result) and the failures, one line each."""
     rows, failures = [], []
+    reference_base = baseline["latency_ratio_by_cpu"].get(run.cpu, {})
     for name, base in sorted(baseline["formats"].items()):
-        now = fresh.get(name)
-        if now is None:
-            failures.append(f"{name}: in the baseline but not measured (runtime missing or model not exported)")
-            rows.append((name, "-", "-", "missing", "-", "-", "FAIL"))
-            continue
-        limit = nme_tol.get(base["precision"], NME_TOLERANCE["fp32"])
-        delta = now["nme"] - base["nme"]
-        bad = delta > limit
-        rows.append((name, "NME %", f"{base['nme']:.3f}", f"{now['nme']:.3f}", f"{delta:+.3f}", f"+{limit:.3f}",
-                     "FAIL" if bad else "ok"))
-        if bad:
-            failures.append(f"{name}: NME {now['nme']:.3f}% is {delta:+.3f} points from the baseline {base['nme']:.3f}% "
-                            f"(limit +{limit:.3f} for {base['precision']})")
-        for key, label, digits in (("fr10", "FR@10 %", 2), ("auc10", "AUC@10", 4)):
-            rows.append((name, label, f"{base[key]:.{digits}f}", f"{now[key]:.{digits}f}",
-                         f"{now[key] - base[key]:+.{digits}f}", "-", "info"))
-        change = now["latency_ratio"] / base["latency_ratio"] - 1
-        bad = change > latency_tol
-        rows.append((name, "latency ratio", f"{base['latency_ratio']:.3f}", f"{now['latency_ratio']:.3f}",
-                     f"{change:+.1%}", f"+{latency_tol:.0%}", "FAIL" if bad else "ok"))
-        if bad:
-            failures.append(f"{name}: latency ratio {now['latency_ratio']:.3f} is {change:+.1%} from the baseline "
-                            f"{base['latency_ratio']:.3f} (limit +{latency_tol:.0%})")
+        accuracy_checks(name, base, run.released.get(name), "release", nme_tol, rows, failures)
+        latency_check(name, "latency release/reference", reference_base.get(name), run.vs_reference.get(name),
+                      latency_tol, rows, failures)
+        if run.fresh or run.vs_release:
+            accuracy_checks(name, base, run.fresh.get(name), "fresh export", nme_tol, rows, failures)
+            latency_check(name, "latency fresh/release", 1.0, run.vs_release.get(name), latency_tol, rows, failures)
     rows += [(name, "-", "-", "new", "-", "-", "not in baseline: --refresh")
-             for name in sorted(set(fresh) - set(baseline["formats"]))]
+             for name in sorted(set(run.released) - set(baseline["formats"]))]
     return rows, failures
 
 
@@ -264,9 +310,9 @@ def read_baseline(path: Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: cannot read the baseline ({exc}); restore it with git or write it with --refresh") from None
     version = baseline.get("reference", {}).get("version")
-    if version != REFERENCE_VERSION:
-        raise UserError(f"{path}: latency ratios are against reference v{version}, this gate times v{REFERENCE_VERSION}; "
-                        "refresh the baseline with --refresh")
+    if version != REFERENCE_VERSION or "latency_ratio_by_cpu" not in baseline:
+        raise UserError(f"{path}: written by another version of the gate (reference v{version}, this gate times "
+                        f"v{REFERENCE_VERSION} and keeps ratios per CPU); refresh the baseline with --refresh")
     return baseline
 
 
@@ -274,12 +320,59 @@ def checkpoints(models: list[Model]) -> list[str]:
     return sorted({m.meta["model"]["checkpoint_sha256"] for m in models})
 
 
-def baseline_document(fresh: dict, models: list[Model], faces: Faces) -> dict:
-    """What --refresh writes: stable keys, rounded numbers, nothing that changes between identical runs."""
+def baseline_document(run: Measured, models: list[Model], faces: Faces, previous: dict | None) -> dict:
+    """What --refresh writes: stable keys, rounded numbers, nothing that changes between identical runs. Latency ratios
+    of other CPUs are kept while they belong to the same checkpoint and reference; this CPU's are replaced."""
+    by_cpu = {}
+    if previous is not None and previous["checkpoint_sha256"] == checkpoints(models):
+        by_cpu = dict(previous["latency_ratio_by_cpu"])
+    by_cpu[run.cpu] = run.vs_reference
     return {"checkpoint_sha256": checkpoints(models), "data": "/".join(faces.path.parts[-2:]), "faces": len(faces.gt),
-            "formats": fresh, "latency": "median over interleaved rounds of model p10 / reference p10, batch 1, 1 thread",
+            "formats": run.released, "latency_ratio_by_cpu": by_cpu,
+            "latency": "per CPU model: median over interleaved rounds of model p10 / reference p10, batch 1, 1 thread",
             "reference": {"version": REFERENCE_VERSION, "workload": REFERENCE},
             "refresh": "python bench/gate.py --models weights/export --data $DATA/300w/testset --refresh"}
+
+
+def previous_baseline(path: Path) -> dict | None:
+    """The baseline --refresh replaces, when it is one this gate can keep ratios from."""
+    try:
+        return read_baseline(path)
+    except UserError:
+        return None
+
+
+def fresh_models(args: argparse.Namespace, released: list[Model]) -> list[Model]:
+    """The --candidate exports, which must come from the released checkpoint for the A/B to mean anything."""
+    if args.candidate is None:
+        return []
+    if not args.candidate.is_dir():
+        raise UserError(f"{args.candidate}: no fresh export there; run `make export` first (or leave out --candidate)")
+    models = discover(args.candidate)
+    if checkpoints(models) != checkpoints(released):
+        raise UserError(f"{args.candidate}: exported from checkpoint {checkpoints(models)[0][:8]}, the release in "
+                        f"{args.models} from {checkpoints(released)[0][:8]}; export the released student (`make export`)")
+    return models
+
+
+def measure(args: argparse.Namespace, released_models: list[Model], fresh_exports: list[Model], faces: Faces,
+            baseline: dict | None, notes: list[str]) -> Measured:
+    cpu = cpu_name()
+    released, released_calls = measured(released_models, faces, args.models, notes)
+    fresh, fresh_calls = measured(fresh_exports, faces, args.candidate, notes) if fresh_exports else ({}, {})
+    references = reference_calls({reference_precision(row["precision"]) for row in released.values()})
+    to_reference = {name: (call, references[reference_precision(released[name]["precision"])])
+                    for name, call in released_calls.items()}
+    reference_base = {} if baseline is None else baseline["latency_ratio_by_cpu"].get(cpu, {})
+    if baseline is not None and not reference_base:
+        known = ", ".join(sorted(baseline["latency_ratio_by_cpu"])) or "none"
+        notes.append(f"no reference ratios for this CPU ({cpu}; the baseline has: {known}), so release/reference is "
+                     "reported, not gated; `make gate-refresh` on this machine adds them")
+    limits = {name: ratio * (1 + args.latency_tolerance) for name, ratio in reference_base.items() if name in to_reference}
+    vs_reference = gated_ratios(to_reference, limits, args, notes)
+    to_release = {name: (call, released_calls[name]) for name, call in fresh_calls.items() if name in released_calls}
+    vs_release = gated_ratios(to_release, {name: 1 + args.latency_tolerance for name in to_release}, args, notes)
+    return Measured(released, fresh, vs_reference, vs_release, cpu)
 
 
 def main(args: argparse.Namespace) -> bool:
@@ -291,29 +384,37 @@ def main(args: argparse.Namespace) -> bool:
     nme_tol = nme_tolerances(args.tolerance)
     baseline = None if args.refresh else read_baseline(args.baseline)
     models = discover(args.models)
+    candidates = fresh_models(args, models)
     faces = load_faces(args.data, models[0].meta["scheme"]["name"])
     if baseline is not None and baseline["faces"] != len(faces.gt):
         raise UserError(f"{args.data}: {len(faces.gt)} faces but the baseline was measured on {baseline['faces']} "
                         f"({baseline['data']}); pass that folder")
-    fresh, notes = measure(models, faces, args, baseline)
+    notes = []
+    run = measure(args, models, candidates, faces, baseline, notes)
     if baseline is not None and baseline["checkpoint_sha256"] != checkpoints(models):
         notes.append("these models come from another checkpoint than the baseline's; after a new release, refresh the "
                      "baseline in the same commit")
+    print(f"CPU: {run.cpu}")
     for note in notes:
         print("- " + note)
     if args.refresh:
-        args.baseline.write_text(json.dumps(baseline_document(fresh, models, faces), indent=2, sort_keys=True) + "\n")
-        print(text_table(("format", "file", "NME %", "FR@10 %", "AUC@10", "latency ratio"),
-                         [(n, r["file"], f"{r['nme']:.3f}", f"{r['fr10']:.2f}", f"{r['auc10']:.4f}", f"{r['latency_ratio']:.3f}")
-                          for n, r in sorted(fresh.items())], "llrrrr"))
-        print(f"wrote {args.baseline}; review the change with git diff")
+        document = baseline_document(run, models, faces, previous_baseline(args.baseline))
+        args.baseline.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        print(text_table(("format", "file", "NME %", "FR@10 %", "AUC@10", "latency release/reference"),
+                         [(n, r["file"], f"{r['nme']:.3f}", f"{r['fr10']:.2f}", f"{r['auc10']:.4f}",
+                           f"{run.vs_reference[n]:.3f}") for n, r in sorted(run.released.items())], "llrrrr"))
+        print(f"wrote {args.baseline} (reference ratios for {len(document['latency_ratio_by_cpu'])} CPU model(s)); "
+              "review the change with git diff")
         return True
-    rows, failures = compare(baseline, fresh, nme_tol, args.latency_tolerance)
+    rows, failures = compare(baseline, run, nme_tol, args.latency_tolerance)
     print(text_table(("format", "check", "baseline", "now", "change", "limit", "result"), rows, "llrrrrl"))
     if failures:
         print(f"gate FAILED ({len(failures)}):\n" + "\n".join("  " + f for f in failures))
         return False
-    print(f"gate passed: {len(baseline['formats'])} format(s) within tolerance of {args.baseline}")
+    gated = ["accuracy"] + (["latency release/reference"] if run.cpu in baseline["latency_ratio_by_cpu"] else []) + \
+        (["latency fresh/release"] if run.vs_release else [])
+    print(f"gate passed: {len(baseline['formats'])} format(s) within tolerance of {args.baseline} "
+          f"(gated: {', '.join(gated)})")
     return True
 
 

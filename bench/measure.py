@@ -4,6 +4,7 @@ opencv is imported only to read faces (`load_faces`)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from facelm.schemes import get_scheme
 # box side = max(width, height)). Medians over the 845 of 870 faces of 300w/trainset where the detector found the face.
 DLIB_BOX_FROM_LANDMARKS = (0.011, -0.095, 0.985)
 DLIB_TIMING_IMAGE = 256  # dlib is timed on a fixed noise image with a 128 px box: its cost does not depend on pixels
+
+
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
+             "0xd4e": "Cortex-X3", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720", "0xd82": "Cortex-X4"}
 
 
 class RuntimeMissing(Exception):
@@ -43,6 +51,23 @@ class Model:
             path = self.path.with_name(name)
             size += sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
         return size / 1e6
+
+
+def arm_cores(cpuinfo: str) -> str | None:
+    """'4x Cortex-A55 + 4x Cortex-A76' from /proc/cpuinfo on Arm, where there is no 'model name' line."""
+    parts = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("CPU part")]
+    counts = Counter(ARM_PARTS.get(part, f"Arm part {part}") for part in parts)
+    return " + ".join(f"{n}x {name}" for name, n in counts.items()) or None
+
+
+def cpu_name() -> str:
+    """The CPU as the bench and the gate name it: /proc/cpuinfo's model name, or the Arm core mix where there is none."""
+    from facelm.runs import machine
+
+    try:
+        return arm_cores(Path("/proc/cpuinfo").read_text()) or machine()["cpu"]
+    except OSError:
+        return machine()["cpu"]
 
 
 def _is_artefact(path: Path) -> bool:

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
@@ -27,6 +26,7 @@ from bench.measure import (  # noqa: E402
     Model,
     RuntimeMissing,
     check_faces,
+    cpu_name,
     discover,
     dlib_accuracy,
     dlib_model_file,
@@ -49,11 +49,6 @@ RUNTIME_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", 
 RSS_NOTE = ("peak RSS: the process high-water mark (resource.getrusage) of a fresh subprocess per row, after loading "
             "and timing (before scoring accuracy); +RSS is its rise over the same process just before the load, i.e. "
             "runtime library + model + buffers. load: first load in that process, runtime import included.")
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
-             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
-             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
-             "0xd4e": "Cortex-X3", "0xd80": "Cortex-A520", "0xd81": "Cortex-A720", "0xd82": "Cortex-X4"}
 CSV_COLUMNS = ("time", "host", "cpu", "cores", "os", "python", "runtimes", "model", "file", "format", "precision",
                "runtime", "threads", "runs", "p50_ms", "p90_ms", "min_ms", "within_budget", "load_ms", "size_mb",
                "peak_rss_mb", "rss_increase_mb", "nme", "fr10", "auc10")
@@ -176,24 +171,13 @@ def runtime_versions() -> dict[str, str]:
     return found
 
 
-def arm_cores(cpuinfo: str) -> str | None:
-    """'4x Cortex-A55 + 4x Cortex-A76' from /proc/cpuinfo on Arm, where there is no 'model name' line."""
-    parts = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("CPU part")]
-    counts = Counter(ARM_PARTS.get(part, f"Arm part {part}") for part in parts)
-    return " + ".join(f"{n}x {name}" for name, n in counts.items()) or None
-
-
 def machine_info() -> dict:
     import platform
 
     from facelm.runs import machine
 
-    info = {**machine(), "arch": platform.machine(), "host": platform.node(), "runtimes": runtime_versions()}
-    try:
-        info["cpu"] = arm_cores(Path("/proc/cpuinfo").read_text()) or info["cpu"]
-    except OSError:
-        pass
-    return info
+    return {**machine(), "cpu": cpu_name(), "arch": platform.machine(), "host": platform.node(),
+            "runtimes": runtime_versions()}
 
 
 def _fmt(value, digits: int) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from bench import gate
 from bench.estimate import onnx_macs
-from bench.run import arm_cores
+from bench.measure import arm_cores, cpu_name
 from bench.run import cli as bench
 from facelm.annotations import load_annotations
 from facelm.checkpoint import model_spec, save_checkpoint
@@ -146,9 +146,23 @@ def baseline(exported, tiny_300w, tmp_path_factory) -> Path:
     return path
 
 
-def run_gate(models: Path, tiny_300w: Path, baseline: Path, capsys) -> tuple[int, str]:
-    code = gate.cli(["--models", str(models), "--data", str(tiny_300w), "--baseline", str(baseline), *FAST_GATE])
+def run_gate(models: Path, tiny_300w: Path, baseline: Path, capsys, candidate: Path | None = None) -> tuple[int, str]:
+    fresh = ["--candidate", str(candidate)] if candidate else []
+    code = gate.cli(["--models", str(models), "--data", str(tiny_300w), "--baseline", str(baseline), *fresh, *FAST_GATE])
     return code, capsys.readouterr().out
+
+
+def slowed_runtime(monkeypatch, folder: Path | None = None) -> None:
+    """Every model loaded from `folder` (every model, when None) sleeps 2 ms per call: a latency regression."""
+    load = gate.load_runtime
+
+    def slow_load(path, threads):
+        run = load(path, threads)
+        if folder is not None and Path(path).parent != folder:
+            return run
+        return lambda batch: (time.sleep(0.002), run(batch))[1]
+
+    monkeypatch.setattr(gate, "load_runtime", slow_load)
 
 
 def test_baseline_is_stable_text(baseline):
@@ -156,16 +170,17 @@ def test_baseline_is_stable_text(baseline):
     data = json.loads(text)
     assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
     row = data["formats"]["onnx_fp32"]
-    assert row["nme"] == round(row["nme"], 3) and row["latency_ratio"] > 0 and data["faces"] == 12
+    assert row["nme"] == round(row["nme"], 3) and data["faces"] == 12
+    assert data["latency_ratio_by_cpu"][cpu_name()]["onnx_fp32"] > 0
 
 
-def test_gate_passes_on_an_unchanged_run(exported, tiny_300w, baseline, capsys):
-    code, out = run_gate(exported, tiny_300w, baseline, capsys)
-    assert code == 0, out
+def test_gate_passes_on_an_unchanged_run(exported, tiny_300w, baseline, tmp_path, capsys):
+    code, out = run_gate(exported, tiny_300w, baseline, capsys, candidate=copy_models(exported, tmp_path / "fresh"))
+    assert code == 0 and "gated: accuracy, latency release/reference, latency fresh/release" in out, out
 
 
 def test_gate_fails_on_an_accuracy_regression(exported, tiny_300w, baseline, tmp_path, capsys):
-    """The exported graph's output bias moved by 0.05 of the crop in x and y: every point 3 px off at 64 px."""
+    """The fresh export's output bias moved by 0.05 of the crop in x and y: every point 3 px off at 64 px."""
     models = copy_models(exported, tmp_path / "models")
     model = onnx.load(models / MODEL)
     output = model.graph.output[0].name
@@ -176,39 +191,73 @@ def test_gate_fails_on_an_accuracy_regression(exported, tiny_300w, baseline, tmp
     model.graph.node.append(onnx.helper.make_node("Add", [output + "_unperturbed", "shift"], [output]))
     onnx.save(model, models / MODEL)
     rewrite_sidecar(models / MODEL)
+    code, out = run_gate(exported, tiny_300w, baseline, capsys, candidate=models)
+    assert code == 1 and "onnx_fp32: NME of the fresh export" in out and "release" not in out.split("gate FAILED")[1], out
     code, out = run_gate(models, tiny_300w, baseline, capsys)
-    assert code == 1 and "onnx_fp32: NME" in out and "FAIL" in out, out
+    assert code == 1 and "onnx_fp32: NME of the release" in out, out
 
 
-def test_gate_fails_on_a_latency_regression(exported, tiny_300w, baseline, monkeypatch, capsys):
-    load = gate.load_runtime
-
-    def slow_load(path, threads):
-        run = load(path, threads)
-        return lambda batch: (time.sleep(0.002), run(batch))[1]
-
-    monkeypatch.setattr(gate, "load_runtime", slow_load)
+def test_gate_fails_when_the_release_slows_on_a_known_cpu(exported, tiny_300w, baseline, monkeypatch, capsys):
+    slowed_runtime(monkeypatch)
     code, out = run_gate(exported, tiny_300w, baseline, capsys)
-    assert code == 1 and "onnx_fp32: latency ratio" in out and "NME" not in out.split("gate FAILED")[1], out
+    assert code == 1 and "onnx_fp32: latency release/reference" in out and "NME" not in out.split("gate FAILED")[1], out
+
+
+def test_reference_ratios_of_another_cpu_are_reported_not_gated(exported, tiny_300w, baseline, monkeypatch, capsys):
+    slowed_runtime(monkeypatch)
+    monkeypatch.setattr(gate, "cpu_name", lambda: "Some Other CPU @ 3.0GHz")
+    code, out = run_gate(exported, tiny_300w, baseline, capsys)
+    assert code == 0 and "no reference ratios for this CPU (Some Other CPU @ 3.0GHz" in out, out
+    assert "gated: accuracy)" in out, out
+
+
+def test_gate_fails_when_the_fresh_export_is_slower_on_any_cpu(exported, tiny_300w, baseline, tmp_path, monkeypatch,
+                                                                capsys):
+    fresh = copy_models(exported, tmp_path / "fresh")
+    slowed_runtime(monkeypatch, fresh)
+    monkeypatch.setattr(gate, "cpu_name", lambda: "Some Other CPU @ 3.0GHz")
+    code, out = run_gate(exported, tiny_300w, baseline, capsys, candidate=fresh)
+    assert code == 1 and "onnx_fp32: latency fresh/release" in out, out
+    assert "release/reference" not in out.split("gate FAILED")[1], out
+
+
+def test_refresh_keeps_the_ratios_of_other_cpus(exported, tiny_300w, baseline, tmp_path, monkeypatch):
+    path = tmp_path / "baseline.json"
+    shutil.copy(baseline, path)
+    monkeypatch.setattr(gate, "cpu_name", lambda: "Some Other CPU @ 3.0GHz")
+    assert gate.cli(["--models", str(exported), "--data", str(tiny_300w), "--baseline", str(path), "--refresh",
+                     *FAST_GATE]) == 0
+    assert set(json.loads(path.read_text())["latency_ratio_by_cpu"]) == {cpu_name(), "Some Other CPU @ 3.0GHz"}
+
+
+def test_a_candidate_from_another_checkpoint_is_refused(exported, tiny_300w, baseline, tmp_path, capsys):
+    fresh = copy_models(exported, tmp_path / "fresh")
+    meta = json.loads(sidecar_path(fresh / MODEL).read_text())
+    rewrite_sidecar(fresh / MODEL, model={**meta["model"], "checkpoint_sha256": "0" * 64})
+    code = gate.cli(["--models", str(exported), "--data", str(tiny_300w), "--baseline", str(baseline),
+                     "--candidate", str(fresh), *FAST_GATE])
+    err = capsys.readouterr().err
+    assert code == 2 and "export the released student" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_latency_burst_is_timed_again(monkeypatch):
-    baseline = {"formats": {"a": {"latency_ratio": 1.0}, "b": {"latency_ratio": 1.0}}}
-    monkeypatch.setattr(gate, "latency_ratios", lambda calls, *rest: {name: 1.05 for name in calls})
+    monkeypatch.setattr(gate, "latency_ratios", lambda pairs, args: {name: 1.05 for name in pairs})
     args, notes = argparse.Namespace(latency_tolerance=0.15, rounds=1, runs=1, warmup=0), []
-    ratios = gate.confirm_slow({"a": 1.3, "b": 1.1}, baseline, {"a": None, "b": None}, {}, args, notes)
+    ratios = gate.confirm_slow({"a": 1.3, "b": 1.1}, {"a": 1.15, "b": 1.15}, {"a": None, "b": None}, args, notes)
     assert ratios == {"a": 1.05, "b": 1.1} and len(notes) == 1 and notes[0].startswith("a: latency ratio 1.300")
 
 
 def test_gate_limits_depend_on_precision():
-    base = {"formats": {"a": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0},
-                        "b": {"precision": "int8", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0},
-                        "c": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6, "latency_ratio": 2.0}}}
-    fresh = {"a": {**base["formats"]["a"], "nme": 3.08, "latency_ratio": 2.2},
-             "b": {**base["formats"]["b"], "nme": 3.08, "latency_ratio": 2.4},
-             "d": base["formats"]["a"]}
-    rows, failures = gate.compare(base, fresh, gate.nme_tolerances([]), gate.LATENCY_TOLERANCE)
+    base = {"formats": {"a": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6},
+                        "b": {"precision": "int8", "nme": 3.0, "fr10": 1.0, "auc10": 0.6},
+                        "c": {"precision": "fp32", "nme": 3.0, "fr10": 1.0, "auc10": 0.6}},
+            "latency_ratio_by_cpu": {"cpu": {"a": 2.0, "b": 2.0, "c": 2.0}}}
+    released = {"a": {**base["formats"]["a"], "nme": 3.08}, "b": {**base["formats"]["b"], "nme": 3.08},
+                "d": base["formats"]["a"]}
+    run = gate.Measured(released, {}, {"a": 2.2, "b": 2.4, "d": 1.0}, {}, "cpu")
+    rows, failures = gate.compare(base, run, gate.nme_tolerances([]), gate.LATENCY_TOLERANCE)
     assert [f.split(":")[0] for f in failures] == ["a", "b", "c"]
     assert "NME" in failures[0] and "latency" in failures[1] and "not measured" in failures[2]
     assert ("d", "-", "-", "new", "-", "-", "not in baseline: --refresh") in rows
-    assert not gate.compare(base, fresh | {"c": base["formats"]["c"]}, gate.nme_tolerances(["fp32=0.1"]), 0.25)[1]
+    run.released["c"] = base["formats"]["c"]
+    assert not gate.compare(base, run, gate.nme_tolerances(["fp32=0.1"]), 0.25)[1]
