@@ -11,6 +11,7 @@ from pathlib import Path
 
 from facelm.errors import UserError
 from facelm.metrics import format_rho
+from facelm.runs import data_label
 from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
@@ -27,7 +28,7 @@ def _teacher(report: dict) -> str:
         "| model | data | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | size | train wall | train img/s |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, "
-        f"{cfg['epochs']} ep, {cfg['loss']}) | {m['data']} ({m['n']}) | {m['nme']:.3f} | {m['fr10']:.2f} | "
+        f"{cfg['epochs']} ep, {cfg['loss']}) | {data_label(m['data'])} ({m['n']}) | {m['nme']:.3f} | {m['fr10']:.2f} | "
         f"{m['auc10']:.4f} | {format_rho(m['spearman_conf_error'])} | fp16 | {m['train_wall_seconds'] / 60:.0f} min | "
         f"{m['train_img_per_s']:.0f} |",
         "",

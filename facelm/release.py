@@ -11,7 +11,7 @@ from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.metrics import format_rho
-from facelm.runs import file_sha256, read_history, write_json
+from facelm.runs import data_label, file_sha256, read_history, write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -49,15 +49,23 @@ On the same faces the teacher scores NME {metrics['teacher_nme']:.3f}% (its mirr
 """
 
 
+def shown_path(path: Path) -> Path:
+    """`path` relative to the working directory when it lies under it, so a card does not name one machine's folders."""
+    here = Path.cwd()
+    return path.resolve().relative_to(here) if path.resolve().is_relative_to(here) else path
+
+
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
                         for n, p in fingerprint["sources"].items())
     regions = ", ".join(f"{k} {v:.2f}%" for k, v in metrics["regions"].items())
+    evaluated_on, released_from = data_label(metrics["data"]), shown_path(run)
+    role = "teacher" if spec["arch"].startswith("resnet") else "student"
     return f"""# {name}
 
-2-D face landmark {'teacher' if spec['arch'].startswith('resnet') else 'student'}, released by `facelm release --run {run}`.
+2-D face landmark {role}, released by `facelm release --run {released_from}`.
 
 - File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{file_sha256(weights)}`
 - Architecture: `{spec['arch']}`, input {spec['input_size']}x{spec['input_size']} RGB, heads {json.dumps(spec['heads'])}
@@ -72,7 +80,7 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 |---|---|---|---|
 {sources}
 
-Evaluation: `{metrics['data']}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
+Evaluation: `{evaluated_on}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
 
 ## Training config
 `{' '.join(f'--{k.replace("_", "-")} {v}' for k, v in args.items() if k in CARD_ARGS)}`

@@ -73,6 +73,12 @@ def jsonable_args(args) -> dict:
     return {k: _jsonable(v) for k, v in vars(args).items()}
 
 
+def data_label(path: str | Path) -> str:
+    """A data folder as cards and tables show it: its last two parts ('300w/testset'), the same under any data root
+    (run configs and reports keep the full path)."""
+    return "/".join(Path(path).parts[-2:])
+
+
 def machine() -> dict:
     """Where a number was measured: CPU model, cores, OS, Python and (when loaded) torch."""
     import os

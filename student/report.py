@@ -26,6 +26,7 @@ SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "st
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
+FAMILY_STATS = ("params", "mflops", "fp32_mb")  # what families_report adds to a run row
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -61,9 +62,38 @@ def run_rows(root: Path) -> list[dict]:
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
                      "eval_nme_by_epoch": eval_curve(run)})
-    if not rows:
-        raise UserError(f"{root}: no finished student runs (no */metrics.json); run 'facelm train-student' first")
     return rows
+
+
+def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
+    """The run rows of the reports already in `out` whose run folders are gone (a machine was reset), and the
+    training fit of each recorded A/B by its (labels run, distilled run). The committed report is then those runs'
+    only record: they are carried over as they were, so a new run adds a row without dropping the old ones."""
+    rows, fits = {}, {}
+    if (out / "student_ab.json").is_file():
+        for ab in json.loads((out / "student_ab.json").read_text())["abs"]:
+            rows |= {r["run"]: r for r in (ab["labels"], ab["distill"], *ab["variants"])}
+            if "training_fit" in ab:
+                fits[ab["labels"]["run"], ab["distill"]["run"]] = ab["training_fit"]
+    if (out / "student_families.json").is_file():
+        rows |= {r["run"]: {k: v for k, v in r.items() if k not in FAMILY_STATS}
+                 for r in json.loads((out / "student_families.json").read_text())["rows"] if r["run"]}
+    return [r for run, r in rows.items() if not Path(run).is_dir()], fits
+
+
+def report_rows(runs: Path, out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
+    """Rows of the finished runs under `runs` plus the recorded rows of runs that are gone, oldest run first."""
+    on_disk = run_rows(runs) if runs.is_dir() else []
+    names = {Path(r["run"]).name for r in on_disk}
+    recorded, fits = recorded_rows(out)
+    carried = [r for r in recorded if Path(r["run"]).name not in names]
+    if carried:
+        print(f"{len(carried)} run(s) carried over from {out} (their folders are gone): "
+              + ", ".join(Path(r["run"]).name for r in carried))
+    rows = sorted(on_disk + carried, key=lambda r: Path(r["run"]).name)
+    if not rows:
+        raise UserError(f"{runs}: no finished student runs (no */metrics.json); run 'facelm train-student' first")
+    return rows, fits
 
 
 def eval_curve(run: Path) -> dict[int, float]:
@@ -273,12 +303,18 @@ def pick_sentence(table: list[dict], max_mb: float) -> str:
 
 
 def main(args: argparse.Namespace) -> dict:
-    rows = run_rows(args.runs)
+    rows, recorded_fits = report_rows(args.runs, args.out)
     abs_ = [ab for arch in (args.ab_arch or ab_archs(rows)) for ab in ab_reports(rows, arch)]
     if args.data is not None:
         training_faces = TrainingFaces(args.data / "300w" / "trainset", args.teachers)
         for ab in abs_:
-            ab["training_fit"] = training_faces.fit(ab)
+            arms = ab["labels"]["run"], ab["distill"]["run"]
+            if all(Path(run).is_dir() for run in arms):
+                ab["training_fit"] = training_faces.fit(ab)
+            elif arms in recorded_fits:
+                ab["training_fit"] = recorded_fits[arms]
+            else:
+                print(f"no training fit for the {ab['arch']} A/B: a run folder of it is gone and no report recorded one")
     schedule = families_schedule(rows)
     families = families_report(rows, schedule)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -257,6 +258,23 @@ def test_student_report_and_release(student_runs, tiny_300w, tmp_path):
     assert "## Teacher" in card and "mirror-averaged targets: True" in card
     _, payload = load_model(tmp_path / "weights" / "student_mobilenetv2_025.pt")
     assert payload["teacher_fingerprint"]["head"] == "300w"
+
+
+def test_report_keeps_the_rows_of_runs_whose_folders_are_gone(student_runs, tiny_300w, tmp_path, capsys):
+    runs_root, out = tmp_path / "runs", tmp_path / "results"
+    shutil.copytree(student_runs["distill"].parent, runs_root)
+    data_root = tmp_path / "data"
+    (data_root / "300w").mkdir(parents=True)
+    (data_root / "300w" / "trainset").symlink_to(tiny_300w)
+    report = ["student-report", "--runs", str(runs_root), "--out", str(out), "--data", str(data_root)]
+    assert facelm(report) == 0
+    before = json.loads((out / "student_ab.json").read_text())
+    shutil.rmtree(runs_root / student_runs["labels"].name)
+    assert facelm(report) == 0
+    assert json.loads((out / "student_ab.json").read_text()) == before  # labels row and training fit carried over
+    assert f"carried over from {out} (their folders are gone): {student_runs['labels'].name}" in capsys.readouterr().out
+    shutil.rmtree(runs_root)
+    assert facelm(report) == 0 and json.loads((out / "student_ab.json").read_text()) == before
 
 
 def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
