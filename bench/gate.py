@@ -52,6 +52,7 @@ from bench.measure import (  # noqa: E402
 from bench.table import text_table  # noqa: E402
 from facelm.cli import name_values  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
+from facelm.runs import data_label  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
@@ -327,7 +328,7 @@ def baseline_document(run: Measured, models: list[Model], faces: Faces, previous
     if previous is not None and previous["checkpoint_sha256"] == checkpoints(models):
         by_cpu = dict(previous["latency_ratio_by_cpu"])
     by_cpu[run.cpu] = run.vs_reference
-    return {"checkpoint_sha256": checkpoints(models), "data": "/".join(faces.path.parts[-2:]), "faces": len(faces.gt),
+    return {"checkpoint_sha256": checkpoints(models), "data": data_label(faces.path), "faces": len(faces.gt),
             "formats": run.released, "latency_ratio_by_cpu": by_cpu,
             "latency": "per CPU model: median over interleaved rounds of model p10 / reference p10, batch 1, 1 thread",
             "reference": {"version": REFERENCE_VERSION, "workload": REFERENCE},

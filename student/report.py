@@ -66,9 +66,8 @@ def run_rows(root: Path) -> list[dict]:
 
 
 def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
-    """The run rows of the reports already in `out` whose run folders are gone (a machine was reset), and the
-    training fit of each recorded A/B by its (labels run, distilled run). The committed report is then those runs'
-    only record: they are carried over as they were, so a new run adds a row without dropping the old ones."""
+    """The run rows of the reports already in `out`, and the training fit of each recorded A/B by its (labels run,
+    distilled run). Where a run folder is gone (a machine was reset) the committed report is its only record."""
     rows, fits = {}, {}
     if (out / "student_ab.json").is_file():
         for ab in json.loads((out / "student_ab.json").read_text())["abs"]:
@@ -78,11 +77,12 @@ def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     if (out / "student_families.json").is_file():
         rows |= {r["run"]: {k: v for k, v in r.items() if k not in FAMILY_STATS}
                  for r in json.loads((out / "student_families.json").read_text())["rows"] if r["run"]}
-    return [r for run, r in rows.items() if not Path(run).is_dir()], fits
+    return list(rows.values()), fits
 
 
 def report_rows(runs: Path, out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
-    """Rows of the finished runs under `runs` plus the recorded rows of runs that are gone, oldest run first."""
+    """Rows of the finished runs under `runs` plus the recorded rows of runs not there, carried over as they were so
+    that a new run adds a row without dropping the old ones; oldest run first."""
     on_disk = run_rows(runs) if runs.is_dir() else []
     names = {Path(r["run"]).name for r in on_disk}
     recorded, fits = recorded_rows(out)
