@@ -77,7 +77,8 @@ def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     if (out / "student_families.json").is_file():
         rows |= {r["run"]: {k: v for k, v in r.items() if k not in FAMILY_STATS}
                  for r in json.loads((out / "student_families.json").read_text())["rows"] if r["run"]}
-    return list(rows.values()), fits
+    # JSON turned the epoch keys into strings; rows of runs on disk have them as ints
+    return [r | {"eval_nme_by_epoch": {int(e): v for e, v in r["eval_nme_by_epoch"].items()}} for r in rows.values()], fits
 
 
 def report_rows(runs: Path, out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
@@ -179,23 +180,32 @@ class TrainingFaces:
                 "teacher_targets": faces_set.evaluate(flip_averaged(teacher_fn, scheme.flip_perm), size)[1:]}
         return self.teachers[key]
 
-    def fit(self, ab: dict) -> dict:
+    def fit(self, ab: dict, carried: dict[str, float]) -> dict:
         """NME on the A/B's labelled training faces (eval-rule crops, no augmentation) of both arms, the B arm's teacher
         and its mirror-averaged targets. A student that scores about as well there as on the test set underfits: it has
-        no overfitting for extra faces, which are what distillation adds, to correct."""
-        run_args = json.loads((Path(ab["labels"]["run"]) / "config.json").read_text())["args"]
+        no overfitting for extra faces, which are what distillation adds, to correct. An arm whose run folder is gone
+        keeps the value a report recorded for it (`carried`, by run)."""
         head = ab["distill"]["teacher"]["head"]
         scheme, teacher = self.teacher(ab["distill"]["teacher"])
         all_faces = self.eval_set(scheme)
-        keep = subset_indices(len(all_faces.samples), run_args.get("labelled_limit"), run_args["seed"])
+        keep = subset_indices(len(all_faces.samples), ab["schedule"]["labelled_limit"], ab["schedule"]["seed"])
         faces_set = all_faces.take(keep)
         fit = {"faces": str(self.faces), "n": len(keep)}
         for name, (pred, conf) in teacher.items():
             fit[name] = landmark_report(pred[keep], faces_set.gt, scheme, conf[keep])["nme"]
         for arm in ("labels", "distill"):
-            student, payload = load_model(Path(ab[arm]["run"]) / "last.pt")
+            run = Path(ab[arm]["run"])
+            if not run.is_dir():
+                fit[arm] = carried[ab[arm]["run"]]
+                continue
+            student, payload = load_model(run / "last.pt")
             fit[arm] = faces_set.evaluate(torch_batch_fn(SingleHead(student, head)), payload["spec"]["input_size"])[0]["nme"]
         return fit
+
+
+def arm_fits(fits: dict[tuple[str, str], dict]) -> dict[str, float]:
+    """Each recorded run's own training-face NME, from the recorded A/B fits it was an arm of."""
+    return {run: fit[arm] for (labels, distill), fit in fits.items() for arm, run in (("labels", labels), ("distill", distill))}
 
 
 def teacher_checkpoint(recorded: dict, earlier: list[Path]) -> Path:
@@ -307,12 +317,14 @@ def main(args: argparse.Namespace) -> dict:
     abs_ = [ab for arch in (args.ab_arch or ab_archs(rows)) for ab in ab_reports(rows, arch)]
     if args.data is not None:
         training_faces = TrainingFaces(args.data / "300w" / "trainset", args.teachers)
+        carried = arm_fits(recorded_fits)
         for ab in abs_:
             arms = ab["labels"]["run"], ab["distill"]["run"]
-            if all(Path(run).is_dir() for run in arms):
-                ab["training_fit"] = training_faces.fit(ab)
-            elif arms in recorded_fits:
+            on_disk = [Path(run).is_dir() for run in arms]
+            if arms in recorded_fits and not all(on_disk):
                 ab["training_fit"] = recorded_fits[arms]
+            elif all(present or run in carried for run, present in zip(arms, on_disk)):
+                ab["training_fit"] = training_faces.fit(ab, carried)
             else:
                 print(f"no training fit for the {ab['arch']} A/B: a run folder of it is gone and no report recorded one")
     schedule = families_schedule(rows)

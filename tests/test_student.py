@@ -273,7 +273,22 @@ def test_report_keeps_the_rows_of_runs_whose_folders_are_gone(student_runs, tiny
     assert facelm(report) == 0
     assert json.loads((out / "student_ab.json").read_text()) == before  # labels row and training fit carried over
     assert f"carried over from {out} (their folders are gone): {student_runs['labels'].name}" in capsys.readouterr().out
+
+    recorded = {name: (out / name).read_text() for name in ("student_ab.json", "student_families.json")}
+    better = runs_root / "99991231-000000-distill"  # a later distilled arm, paired with the labels arm that is gone
+    shutil.copytree(runs_root / student_runs["distill"].name, better)
+    metrics = json.loads((better / "metrics.json").read_text())
+    (better / "metrics.json").write_text(json.dumps(metrics | {"nme": metrics["nme"] - 1.0}))
+    assert facelm(report) == 0
+    (ab,) = json.loads((out / "student_ab.json").read_text())["abs"]
+    (old,) = before["abs"]
+    assert ab["distill"]["run"] == str(better) and len(ab["variants"]) == 2
+    assert ab["training_fit"]["labels"] == old["training_fit"]["labels"]  # carried for the run that is gone
+    assert ab["training_fit"]["distill"] == pytest.approx(old["training_fit"]["distill"])  # same weights, evaluated
+    assert list(ab["labels"]["eval_nme_by_epoch"]) == list(ab["distill"]["eval_nme_by_epoch"])
     shutil.rmtree(runs_root)
+    for name, text in recorded.items():
+        (out / name).write_text(text)
     assert facelm(report) == 0 and json.loads((out / "student_ab.json").read_text()) == before
 
 
