@@ -93,7 +93,9 @@ def _student_ab(report: dict) -> str:
         fit = f"\n\n{fit_sentence(ab)}" if "training_fit" in ab else ""
         blocks.append(
             f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{ab['arch']}`, both arms on this schedule: "
-            f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}. Distillation gains "
+            f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; augmentation: crop scale "
+            f"{s['scale_min']}-{s['scale_max']}, centre jitter {s['jitter']}, rotation +-{s['rotation']} deg, photometric "
+            f"{s['photometric']}. Distillation gains "
             f"{ab['nme_gain']:+.3f} NME points; bar ({ab['bar']}): {verdict}. Teacher on the same faces: "
             f"{d['teacher_nme']:.3f}% NME, its mirror-averaged targets {d['teacher_targets_nme']:.3f}%; the distilled "
             f"student is {d['nme'] - d['teacher_nme']:+.3f} points from the teacher.{fit}\n\n"

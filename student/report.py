@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facelm.augment import GeometryConfig
 from facelm.checkpoint import load_model
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
@@ -109,14 +110,22 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
 
 
 def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
-    """Schedules on which an arch has both a labels-alone and a distilled run: all labelled faces first, then
-    shortest schedule first."""
+    """Schedules on which an arch has both a labels-alone and a distilled run: all labelled faces and the default
+    augmentation first, then shortest schedule first."""
     schedules = []
     for r in rows:
         if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules and latest(
                 rows, arch, "distill", r["schedule"]):
             schedules.append(r["schedule"])
-    return sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, s["epochs"]))
+    return sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, not default_augmentation(s),
+                                            s["epochs"]))
+
+
+def default_augmentation(schedule: dict) -> bool:
+    """Whether a schedule trained with the default augmentation (GeometryConfig's and photometric strength 1)."""
+    g = GeometryConfig()
+    return ((schedule["scale_min"], schedule["scale_max"], schedule["jitter"], schedule["rotation"], schedule["photometric"])
+            == (g.scale_min, g.scale_max, g.jitter, g.rotation, 1.0))
 
 
 def ab_archs(rows: list[dict]) -> list[str]:
