@@ -123,9 +123,8 @@ def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
 
 def default_augmentation(schedule: dict) -> bool:
     """Whether a schedule trained with the default augmentation (GeometryConfig's and photometric strength 1)."""
-    g = GeometryConfig()
-    return ((schedule["scale_min"], schedule["scale_max"], schedule["jitter"], schedule["rotation"], schedule["photometric"])
-            == (g.scale_min, g.scale_max, g.jitter, g.rotation, 1.0))
+    default = {**vars(GeometryConfig()), "photometric": 1.0}
+    return all(schedule.get(key, value) == value for key, value in default.items() if key != "flip_prob")
 
 
 def ab_archs(rows: list[dict]) -> list[str]:
