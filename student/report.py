@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.augment import GeometryConfig
 from facelm.checkpoint import load_model
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
@@ -21,8 +20,10 @@ from facelm.models import SingleHead
 from facelm.models.stats import model_stats
 from facelm.runs import file_sha256, read_history, write_json
 from facelm.schemes import Scheme, get_scheme
+from facelm.training import add_training_args
 from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
+AUGMENTATION_KEYS = ("scale_min", "scale_max", "jitter", "rotation", "photometric")
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
@@ -122,9 +123,9 @@ def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
 
 
 def default_augmentation(schedule: dict) -> bool:
-    """Whether a schedule trained with the default augmentation (GeometryConfig's and photometric strength 1)."""
-    default = {**vars(GeometryConfig()), "photometric": 1.0}
-    return all(schedule.get(key, value) == value for key, value in default.items() if key != "flip_prob")
+    """Whether a schedule trained with the training options' default augmentation; a schedule without a key had it."""
+    defaults = vars(add_training_args(argparse.ArgumentParser(), epochs=0).parse_args([]))
+    return all(schedule.get(key, defaults[key]) == defaults[key] for key in AUGMENTATION_KEYS)
 
 
 def ab_archs(rows: list[dict]) -> list[str]:

@@ -312,6 +312,16 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
         ab_archs(rows[2:4])
 
 
+def test_ab_schedules_list_the_default_augmentation_before_shorter_lighter_ones():
+    from student.report import paired_schedules
+
+    default = {"epochs": 16, "labelled_limit": None}
+    light = {"epochs": 8, "labelled_limit": None, "rotation": 10.0, "photometric": 0.5}
+    rows = [{"arch": "mobilenetv2_035", "mode": mode, "schedule": schedule}
+            for schedule in (light, default) for mode in ("labels", "distill")]
+    assert paired_schedules(rows, "mobilenetv2_035") == [default, light]
+
+
 def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
     from facelm.runs import file_sha256
     from student.report import teacher_checkpoint
