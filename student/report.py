@@ -6,6 +6,7 @@ and the family table (params, MFLOPs, size and accuracy of every student distill
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
 AUGMENTATION_KEYS = ("scale_min", "scale_max", "jitter", "rotation", "photometric")
 SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
-                 "scale_min", "scale_max", "jitter", "rotation", "photometric", "ema_decay", "labelled_limit")
+                 *AUGMENTATION_KEYS, "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
 FAMILY_STATS = ("params", "mflops", "fp32_mb")  # what families_report adds to a run row
@@ -122,10 +123,16 @@ def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
                                             s["epochs"]))
 
 
+@functools.cache
+def default_augmentation_settings() -> dict:
+    """The augmentation settings the training options default to."""
+    parser = add_training_args(argparse.ArgumentParser(), epochs=0)
+    return {key: parser.get_default(key) for key in AUGMENTATION_KEYS}
+
+
 def default_augmentation(schedule: dict) -> bool:
     """Whether a schedule trained with the training options' default augmentation; a schedule without a key had it."""
-    defaults = vars(add_training_args(argparse.ArgumentParser(), epochs=0).parse_args([]))
-    return all(schedule.get(key, defaults[key]) == defaults[key] for key in AUGMENTATION_KEYS)
+    return all(schedule.get(key, value) == value for key, value in default_augmentation_settings().items())
 
 
 def ab_archs(rows: list[dict]) -> list[str]:
