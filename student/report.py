@@ -58,7 +58,8 @@ def run_rows(root: Path) -> list[dict]:
         teacher = json.loads((run / "teacher_fingerprint.json").read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
                      "teacher": {"path": teacher["path"], "sha256": teacher["sha256"], "head": teacher["head"]},
-                     "labelled_fraction": args.get("labelled_fraction") if args["mode"] == "distill" else None,
+                     "labelled_fraction": labelled_share(args) if args["mode"] == "distill" else None,
+                     "photos_per_batch": args.get("photos_per_batch") or 0 if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
                      "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
@@ -66,6 +67,13 @@ def run_rows(root: Path) -> list[dict]:
                                           "train_img_per_s", "train_wall_seconds")},
                      "eval_nme_by_epoch": eval_curve(run)})
     return rows
+
+
+def labelled_share(args: dict) -> float:
+    """The labelled faces' share of each distill batch: --labelled-fraction, or batch / (batch + photos) when the
+    photos ride on top of a full labelled batch (--photos-per-batch)."""
+    photos = args.get("photos_per_batch") or 0
+    return round(args["batch_size"] / (args["batch_size"] + photos), 3) if photos else args["labelled_fraction"]
 
 
 def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
@@ -262,11 +270,18 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
     return sorted(table, key=lambda r: r["mflops"])
 
 
+def share_text(row: dict) -> str:
+    """A distilled arm's labelled share, with the batch split where the photos ride on top of a full labelled batch."""
+    photos = row.get("photos_per_batch") or 0
+    split = f" ({row['schedule']['batch_size']} faces + {photos} photos)" if photos else ""
+    return f"{row['labelled_fraction']}{split}"
+
+
 def arm_name(row: dict) -> str:
     if row["mode"] == "labels":
         return "labels"
     normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
-    return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {row['labelled_fraction']}, "
+    return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {share_text(row)}, "
             f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
 
 
@@ -276,7 +291,7 @@ def ab_markdown(ab: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in [ab["labels"], *ab["variants"]]:
         arm = r["mode"] + (" (B arm)" if r["run"] == ab["distill"]["run"] else "")
-        share = "1.0" if r["mode"] == "labels" else f"{r['labelled_fraction']}"
+        share = "1.0" if r["mode"] == "labels" else share_text(r)
         kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
         normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
         teacher = "" if r["mode"] == "labels" else f"`{r['teacher']['sha256'][:8]}` ({r['teacher_nme']:.3f})"

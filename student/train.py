@@ -71,6 +71,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
     p.add_argument("--labelled-fraction", type=float, default=0.75,
                    help="share of each distill batch drawn from the labelled faces (default: 0.75)")
+    p.add_argument("--photos-per-batch", type=int, default=0,
+                   help="distill batches of --batch-size labelled faces, the draws the labels-alone arm makes on the "
+                        "same seed, plus this many photos; replaces --labelled-fraction (default: 0, off)")
     p.add_argument("--labelled-limit", type=int, default=None,
                    help="keep only this many labelled faces per source, a seeded random subset (default: all); for "
                         "A/Bs where the student has too few labels to fit")
@@ -156,6 +159,29 @@ def make_sampler(n_labelled: int, n_unlabelled: int, labelled_fraction: float, n
     return group_share_sampler([n_labelled, n_unlabelled], [labelled_fraction, 1 - labelled_fraction], num_samples, seed)
 
 
+class LabelledPlusPhotos(Sampler[list[int]]):
+    """Batches over a dataset of labelled faces followed by photos: `labelled` draws that are exactly those a
+    labels-alone run on the same seed makes (RandomSampler, same generator), then `photos` uniform draws of photos.
+    The distilled arm then sees every labelled view the labels arm sees, and the photos on top."""
+
+    def __init__(self, n_labelled: int, n_photos: int, labelled: int, photos: int, steps: int, seed: int):
+        if n_photos == 0:
+            raise UserError("--photos-per-batch needs unlabelled photos: pass --unlabelled or set DATA")
+        self.labelled_draws = RandomSampler(range(n_labelled), num_samples=steps * labelled,
+                                            generator=torch.Generator().manual_seed(seed))
+        self.photo_generator = torch.Generator().manual_seed(seed + 1)
+        self.n_labelled, self.n_photos, self.labelled, self.photos, self.steps = n_labelled, n_photos, labelled, photos, steps
+
+    def __iter__(self):
+        faces = iter(self.labelled_draws)
+        for _ in range(self.steps):
+            photos = self.n_labelled + torch.randint(self.n_photos, (self.photos,), generator=self.photo_generator)
+            yield [next(faces) for _ in range(self.labelled)] + photos.tolist()
+
+    def __len__(self) -> int:
+        return self.steps
+
+
 def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coord_loss,
                  confidence_mean: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Ground-truth loss where labels exist (label weight 0 elsewhere), plus the distillation loss on the cached
@@ -229,9 +255,14 @@ def main(args: argparse.Namespace) -> dict:
     all_images = sum(len(item.samples) for item in labelled + unlabelled)
     steps_per_epoch = args.steps_per_epoch or all_images // args.batch_size
     n_labelled = sum(len(item.samples) for item in labelled)
-    sampler = make_sampler(n_labelled, len(dataset) - n_labelled, args.labelled_fraction, steps_per_epoch * args.batch_size,
-                           args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True, num_workers=args.workers,
+    if args.mode == "distill" and args.photos_per_batch:
+        batching = {"batch_sampler": LabelledPlusPhotos(n_labelled, len(dataset) - n_labelled, args.batch_size,
+                                                        args.photos_per_batch, steps_per_epoch, args.seed)}
+    else:
+        batching = {"batch_size": args.batch_size, "drop_last": True,
+                    "sampler": make_sampler(n_labelled, len(dataset) - n_labelled, args.labelled_fraction,
+                                            steps_per_epoch * args.batch_size, args.seed)}
+    loader = DataLoader(dataset, **batching, num_workers=args.workers,
                         worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0)
     if args.workers == 0:
         dataset.reseed(args.seed)

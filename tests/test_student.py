@@ -381,3 +381,27 @@ def test_labelled_limit_keeps_a_seeded_subset(tiny_300w):
     assert labelled_subset(item, None, seed=0) is item and labelled_subset(item, 100, seed=0) is item
     with pytest.raises(UserError):
         labelled_subset(item, 0, seed=0)
+
+
+def test_photos_ride_on_top_of_the_labels_arms_own_draws():
+    from student.train import LabelledPlusPhotos, make_sampler
+
+    batches = LabelledPlusPhotos(50, 1000, labelled=8, photos=4, steps=10, seed=3)
+    labels_arm = make_sampler(50, 0, 0.75, 10 * 8, seed=3)  # what --mode labels draws on the same seed
+    for _ in range(2):  # both keep their generators across epochs
+        drawn = list(batches)
+        assert len(drawn) == len(batches) == 10 and all(len(b) == 12 for b in drawn)
+        assert [i for b in drawn for i in b[:8]] == list(labels_arm)
+        photos = torch.tensor([i for b in drawn for i in b[8:]])
+        assert photos.min() >= 50 and photos.max() < 1050
+    with pytest.raises(UserError, match="--photos-per-batch needs unlabelled photos"):
+        LabelledPlusPhotos(50, 0, labelled=8, photos=4, steps=10, seed=3)
+
+
+def test_report_gives_the_share_and_split_of_photos_on_top_of_a_full_batch():
+    from student.report import labelled_share, share_text
+
+    on_top = {"batch_size": 64, "photos_per_batch": 32, "labelled_fraction": 0.75}
+    assert labelled_share(on_top) == 0.667 and labelled_share(on_top | {"photos_per_batch": 0}) == 0.75
+    row = {"labelled_fraction": 0.667, "photos_per_batch": 32, "schedule": {"batch_size": 64}}
+    assert share_text(row) == "0.667 (64 faces + 32 photos)" and share_text(row | {"photos_per_batch": 0}) == "0.667"
