@@ -24,7 +24,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 CARD_ARGS = ("arch", "mode", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
              "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
-             "gt_weight", "kd_weight", "kd_conf_weight", "steps_per_epoch")
+             "gt_weight", "kd_weight", "kd_conf_weight", "kd_labelled_weight", "labelled_fraction", "photos_per_batch",
+             "steps_per_epoch")
 
 
 def release_name(spec: dict) -> str:
