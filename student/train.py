@@ -167,7 +167,8 @@ class LabelledPlusPhotos(Sampler[list[int]]):
 
     def __init__(self, n_labelled: int, n_photos: int, labelled: int, photos: int, steps: int, seed: int):
         if n_photos == 0:
-            raise UserError("--photos-per-batch needs unlabelled photos: pass --unlabelled or set DATA")
+            raise UserError(f"--photos-per-batch {photos} needs unlabelled photos: pass --unlabelled or set DATA, or "
+                            "--photos-per-batch 0 to distil on the labelled faces alone")
         self.labelled_draws = RandomSampler(range(n_labelled), num_samples=steps * labelled,
                                             generator=torch.Generator().manual_seed(seed))
         self.photo_generator = torch.Generator().manual_seed(seed + 1)

@@ -394,7 +394,7 @@ def test_photos_ride_on_top_of_the_labels_arms_own_draws():
         assert [i for b in drawn for i in b[:8]] == list(labels_arm)
         photos = torch.tensor([i for b in drawn for i in b[8:]])
         assert photos.min() >= 50 and photos.max() < 1050
-    with pytest.raises(UserError, match="--photos-per-batch needs unlabelled photos"):
+    with pytest.raises(UserError, match="--photos-per-batch 4 needs unlabelled photos.*--photos-per-batch 0"):
         LabelledPlusPhotos(50, 0, labelled=8, photos=4, steps=10, seed=3)
 
 
