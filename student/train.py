@@ -162,15 +162,14 @@ def make_sampler(n_labelled: int, n_unlabelled: int, labelled_fraction: float, n
 
 class LabelledPlusPhotos(Sampler[list[int]]):
     """Batches over a dataset of labelled faces followed by photos: `labelled` draws that are exactly those a
-    labels-alone run on the same seed makes (RandomSampler, same generator), then `photos` uniform draws of photos.
+    labels-alone run on the same seed makes (`make_sampler` with no photos), then `photos` uniform draws of photos.
     The distilled arm then sees every labelled view the labels arm sees, and the photos on top."""
 
     def __init__(self, n_labelled: int, n_photos: int, labelled: int, photos: int, steps: int, seed: int):
         if n_photos == 0:
             raise UserError(f"--photos-per-batch {photos} needs unlabelled photos: pass --unlabelled or set DATA, or "
                             "--photos-per-batch 0 to distil on the labelled faces alone")
-        self.labelled_draws = RandomSampler(range(n_labelled), num_samples=steps * labelled,
-                                            generator=torch.Generator().manual_seed(seed))
+        self.labelled_draws = make_sampler(n_labelled, 0, 1.0, steps * labelled, seed)
         self.photo_generator = torch.Generator().manual_seed(seed + 1)
         self.n_labelled, self.n_photos, self.labelled, self.photos, self.steps = n_labelled, n_photos, labelled, photos, steps
 
