@@ -82,7 +82,7 @@ def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
     rows, fits = {}, {}
     if (out / "student_ab.json").is_file():
         for ab in json.loads((out / "student_ab.json").read_text())["abs"]:
-            rows |= {r["run"]: r for r in (ab["labels"], ab["distill"], *ab["variants"])}
+            rows |= {r["run"]: r for r in (ab["labels"], ab["distill"], *ab["variants"], *ab.get("crop_controls", []))}
             if "training_fit" in ab:
                 fits[ab["labels"]["run"], ab["distill"]["run"]] = ab["training_fit"]
     if (out / "student_families.json").is_file():
@@ -161,15 +161,29 @@ def ab_reports(rows: list[dict], arch: str) -> list[dict]:
     return [ab_report(rows, arch, schedule) for schedule in schedules]
 
 
+def crop_controls(rows: list[dict], arch: str, schedule: dict, variants: list[dict]) -> list[dict]:
+    """Labels-alone runs on the schedule but for a batch as large as a distilled variant's labelled faces plus
+    photos: as many crops per step as that variant, all of them labelled. They tell the photos' gain from the
+    larger batch's."""
+    photos = {r["photos_per_batch"] for r in variants if r.get("photos_per_batch")}
+    if not photos:
+        return []
+    crops = {schedule["batch_size"] + n for n in photos}
+    return [r for r in rows if r["arch"] == arch and r["mode"] == "labels" and r["schedule"]["batch_size"] in crops
+            and r["schedule"] | {"batch_size": schedule["batch_size"]} == schedule]
+
+
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     """The labels-alone arm against every distilled variant on the same schedule; the best variant is the B arm
-    (it was picked on the test set when there is more than one: the report lists them all)."""
+    (it was picked on the test set when there is more than one: the report lists them all). Labels-alone runs with
+    as many crops per step as a variant are listed as controls; the bar is judged on the same schedule."""
     labels = latest(rows, arch, "labels", schedule)
     variants = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == labels["schedule"]]
     distilled = min(variants, key=lambda r: r["nme"])
     gain = labels["nme"] - distilled["nme"]
     passed = gain >= AB_MIN_GAIN and distilled["fr10"] <= labels["fr10"]
     return {"arch": arch, "schedule": labels["schedule"], "labels": labels, "distill": distilled, "variants": variants,
+            "crop_controls": crop_controls(rows, arch, labels["schedule"], variants),
             "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
 
 
@@ -277,9 +291,10 @@ def share_text(row: dict) -> str:
     return f"{row['labelled_fraction']}{split}"
 
 
-def arm_name(row: dict) -> str:
+def arm_name(row: dict, labels_batch: int) -> str:
     if row["mode"] == "labels":
-        return "labels"
+        batch = row["schedule"]["batch_size"]
+        return "labels" if batch == labels_batch else f"labels, batch {batch} (control)"
     normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
     return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {share_text(row)}, "
             f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
@@ -289,8 +304,11 @@ def ab_markdown(ab: dict) -> str:
     lines = ["| arm | teacher (its NME %) | labelled share of batch | KD weight on labelled faces | "
              "confidence weights / their mean | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in [ab["labels"], *ab["variants"]]:
-        arm = r["mode"] + (" (B arm)" if r["run"] == ab["distill"]["run"] else "")
+    labels_batch = ab["schedule"]["batch_size"]
+    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"]]
+    for r in arms:
+        arm = arm_name(r, labels_batch) if r["mode"] == "labels" else "distill" + (
+            " (B arm)" if r["run"] == ab["distill"]["run"] else "")
         share = "1.0" if r["mode"] == "labels" else share_text(r)
         kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
         normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
@@ -301,9 +319,9 @@ def ab_markdown(ab: dict) -> str:
     epochs = list(ab["labels"]["eval_nme_by_epoch"])
     lines += ["", "Test NME % by epoch:", "", "| arm | " + " | ".join(f"ep {e}" for e in epochs) + " |",
               "|---|" + "---|" * len(epochs)]
-    for r in [ab["labels"], *ab["variants"]]:
+    for r in arms:
         curve = r["eval_nme_by_epoch"]
-        lines.append(f"| {arm_name(r)} | "
+        lines.append(f"| {arm_name(r, labels_batch)} | "
                      + " | ".join(f"{curve[e]:.3f}" if e in curve else "" for e in epochs) + " |")
     return "\n".join(lines) + "\n"
 
