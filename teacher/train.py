@@ -38,6 +38,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="optimizer steps per epoch, drawn with replacement; long GPU runs use it to evaluate and save "
+                        "less often than every pass over the faces (default: one pass, len(faces) // batch)")
     add_training_args(p, epochs=50)
     p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="runs root (default: runs/teacher)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-LOSS)")
@@ -72,6 +75,19 @@ def source_shares(sizes: dict[str, int], named: dict[str, float]) -> list[float]
     rest = 1 - sum(named.values())
     others = sum(n for name, n in sizes.items() if name not in named)
     return [named[name] if name in named else rest * n / others for name, n in sizes.items()]
+
+
+def epoch_sampling(group_sizes: list[int], shares: list[float] | None, batch_size: int, steps_per_epoch: int | None,
+                   seed: int) -> dict:
+    """DataLoader sampling options for one epoch: each face once, shuffled, unless shares or a step count are set;
+    then `steps_per_epoch * batch_size` draws with replacement (by the shares, else uniform)."""
+    n = sum(group_sizes)
+    if steps_per_epoch is not None and steps_per_epoch < 1:
+        raise UserError(f"--steps-per-epoch {steps_per_epoch}: an epoch needs at least one step")
+    if shares is None and steps_per_epoch is None:
+        return {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
+    draws = steps_per_epoch * batch_size if steps_per_epoch else n // batch_size * batch_size
+    return {"sampler": group_share_sampler(group_sizes, shares or [g / n for g in group_sizes], draws, seed)}
 
 
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
@@ -127,9 +143,8 @@ def main(args: argparse.Namespace) -> dict:
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
     dataset = LandmarkCrops(loaded, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
     sizes = {item.source.name: len(item.samples) for item in loaded}
-    sampling = ({"sampler": group_share_sampler(list(sizes.values()), source_shares(sizes, shares),
-                                                len(dataset) // args.batch_size * args.batch_size, args.seed)}
-                if args.source_share else {"shuffle": True, "generator": torch.Generator().manual_seed(args.seed)})
+    sampling = epoch_sampling(list(sizes.values()), source_shares(sizes, shares) if args.source_share else None,
+                              args.batch_size, args.steps_per_epoch, args.seed)
     loader = DataLoader(
         dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.workers,
         worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0, **sampling,

@@ -107,3 +107,22 @@ def test_teacher_stage_without_data_says_what_it_skipped(tmp_path):
                            "--released", str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert "SKIPPED teacher training" in proc.stdout
     assert proc.returncode == 2 and "no released teacher" in proc.stderr
+
+
+def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tiny_300w, tmp_path):
+    from teacher.train import epoch_sampling
+
+    for shares in (None, [0.5, 0.5]):
+        sampler = epoch_sampling([12, 4], shares, batch_size=4, steps_per_epoch=7, seed=0)["sampler"]
+        assert len(list(sampler)) == 28
+    assert epoch_sampling([12, 4], None, batch_size=4, steps_per_epoch=None, seed=0)["shuffle"] is True
+    draws = list(epoch_sampling([12, 4], [0.5, 0.5], 4, 2000, 0)["sampler"])
+    assert 0.45 < sum(i >= 12 for i in draws) / len(draws) < 0.55
+    with pytest.raises(UserError, match="at least one step"):
+        epoch_sampling([12], None, 4, 0, 0)
+    assert facelm([
+        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w), "--input-size", "64",
+        "--batch-size", "4", "--steps-per-epoch", "5", "--epochs", "1", "--workers", "0", "--out", str(tmp_path),
+    ]) == 0
+    (run,) = tmp_path.iterdir()
+    assert "5 steps/epoch" in (run / "train.log").read_text()
