@@ -16,6 +16,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from facelm.checkpoint import save_checkpoint
+from facelm.errors import UserError
 from facelm.losses import COORD_LOSSES
 
 StepFn = Callable[[dict], tuple[torch.Tensor, dict]]  # batch on device -> (loss, per-part floats)
@@ -49,8 +50,18 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int) -> argparse.Argum
     p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--resume", type=Path, default=None, help="resume from a run's last.pt, in that run's folder")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="optimizer steps per epoch; long runs use it to evaluate and save every N steps (default: one "
+                        "pass over the stage's images, images // batch)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     return p
+
+
+def epoch_steps(requested: int | None, one_pass: int) -> int:
+    """Steps per epoch: `--steps-per-epoch` when given, else one pass over the images."""
+    if requested is not None and requested < 1:
+        raise UserError(f"--steps-per-epoch {requested}: an epoch needs at least one step")
+    return requested or one_pass
 
 
 def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -34,7 +34,15 @@ from facelm.plots import plot_ced, plot_training
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.schemes import get_scheme
 from facelm.stage import RELEASED_TEACHER
-from facelm.training import add_training_args, fit, group_share_sampler, make_optimization, restore, save_run_checkpoint
+from facelm.training import (
+    add_training_args,
+    epoch_steps,
+    fit,
+    group_share_sampler,
+    make_optimization,
+    restore,
+    save_run_checkpoint,
+)
 from student.pseudo import frame_prior, labelled_outputs, pseudo_sample_points, read_unlabelled
 
 UNLABELLED_DEFAULTS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
@@ -78,8 +86,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--labelled-limit", type=int, default=None,
                    help="keep only this many labelled faces per source, a seeded random subset (default: all); for "
                         "A/Bs where the student has too few labels to fit")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="optimizer steps per epoch, the same in both modes (default: labelled + unlabelled images / batch)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
     add_training_args(p, epochs=16)
     p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
@@ -254,7 +260,7 @@ def main(args: argparse.Namespace) -> dict:
         sources = [replace(item, teacher=None) for item in sources]
     dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
     all_images = sum(len(item.samples) for item in labelled + unlabelled)
-    steps_per_epoch = args.steps_per_epoch or all_images // args.batch_size
+    steps_per_epoch = epoch_steps(args.steps_per_epoch, all_images // args.batch_size)
     n_labelled = sum(len(item.samples) for item in labelled)
     if args.mode == "distill" and args.photos_per_batch:
         batching = {"batch_sampler": LabelledPlusPhotos(n_labelled, len(dataset) - n_labelled, args.batch_size,

@@ -23,7 +23,15 @@ from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
-from facelm.training import add_training_args, fit, group_share_sampler, make_optimization, restore, save_run_checkpoint
+from facelm.training import (
+    add_training_args,
+    epoch_steps,
+    fit,
+    group_share_sampler,
+    make_optimization,
+    restore,
+    save_run_checkpoint,
+)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -38,9 +46,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
-                   help="optimizer steps per epoch, drawn with replacement; long GPU runs use it to evaluate and save "
-                        "less often than every pass over the faces (default: one pass, len(faces) // batch)")
     add_training_args(p, epochs=50)
     p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="runs root (default: runs/teacher)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-LOSS)")
@@ -82,11 +87,9 @@ def epoch_sampling(group_sizes: list[int], shares: list[float] | None, batch_siz
     """DataLoader sampling options for one epoch: each face once, shuffled, unless shares or a step count are set;
     then `steps_per_epoch * batch_size` draws with replacement (by the shares, else uniform)."""
     n = sum(group_sizes)
-    if steps_per_epoch is not None and steps_per_epoch < 1:
-        raise UserError(f"--steps-per-epoch {steps_per_epoch}: an epoch needs at least one step")
+    draws = epoch_steps(steps_per_epoch, n // batch_size) * batch_size
     if shares is None and steps_per_epoch is None:
         return {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
-    draws = steps_per_epoch * batch_size if steps_per_epoch else n // batch_size * batch_size
     return {"sampler": group_share_sampler(group_sizes, shares or [g / n for g in group_sizes], draws, seed)}
 
 
