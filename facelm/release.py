@@ -25,7 +25,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 CARD_ARGS = ("arch", "mode", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
              "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
              "gt_weight", "kd_weight", "kd_conf_weight", "kd_labelled_weight", "labelled_fraction", "photos_per_batch",
-             "steps_per_epoch")
+             "steps_per_epoch", "source_share", "device")
 
 
 def release_name(spec: dict) -> str:
@@ -56,6 +56,25 @@ def shown_path(path: Path) -> Path:
     return path.resolve().relative_to(here) if path.resolve().is_relative_to(here) else path
 
 
+def card_flags(args: dict) -> str:
+    """The run's recipe as command-line flags, a list option (`--source-share`) once per value."""
+    flags = []
+    for key, value in args.items():
+        if key not in CARD_ARGS or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            flags.append(f"--{key.replace('_', '-')} {item}")
+    return " ".join(flags)
+
+
+def training_machine(config: dict) -> str:
+    """The machine a run trained on, from its recorded provenance: the GPU if it used one, else the CPU."""
+    info = config.get("machine", {})
+    if str(config["args"].get("device", "")).startswith("cuda") and info.get("cuda"):
+        return f"one {info['cuda']} GPU (torch {info.get('torch', '?')})"
+    return f"a {info.get('cores', '?')}-core {info.get('cpu', 'unrecorded')} CPU"
+
+
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
@@ -84,10 +103,9 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 Evaluation: `{evaluated_on}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
 
 ## Training config
-`{' '.join(f'--{k.replace("_", "-")} {v}' for k, v in args.items() if k in CARD_ARGS)}`
+`{card_flags(args)}`
 
-Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on the training machine
-(CPU unless the run's config says `--device cuda`).
+Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on {training_machine(config)}.
 {teacher}
 ## Metrics (head `{metrics.get('head', args.get('eval_head', args.get('teacher_head')))}`, eval crop from ground-truth landmarks)
 | NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |

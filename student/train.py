@@ -136,6 +136,14 @@ def unlabelled_folders(args: argparse.Namespace) -> list[Path]:
     return [Path(args.data) / rel for rel in UNLABELLED_DEFAULTS] if args.data else []
 
 
+def unlabelled_source_name(folder: Path) -> str:
+    """`unlabelled-<folder>`, named for the dataset above a folder that is itself called unlabeled
+    (`ytf68/unlabeled` is `unlabelled-ytf68`), so every photo source in a run's records says where it came from."""
+    folder = folder.resolve()
+    generic = folder.name.lower() in ("unlabeled", "unlabelled") and folder.parent.name
+    return f"unlabelled-{folder.parent.name if generic else folder.name}"
+
+
 def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_key: str, prior_path: Path | None,
                     scheme, cache: Path, log) -> tuple[list[LoadedSource], list[dict]]:
     """Unlabelled folders as sources with teacher outputs; their points (the teacher's) only place the crop, and
@@ -152,7 +160,7 @@ def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_
                  f"{', '.join(f'{m:.3f}' for m in summary['box_centre_move_per_pass'])}")
         samples = [Sample(image=p, points=out[:, :2]) for p, out in zip(folder.images, outputs)]
         zeros = [np.zeros(scheme.n_points, np.float32) for _ in samples]
-        loaded.append(LoadedSource(Source(f"unlabelled-{path.name}", scheme, path), samples, images, zeros, outputs))
+        loaded.append(LoadedSource(Source(unlabelled_source_name(path), scheme, path), samples, images, zeros, outputs))
         summaries.append(summary)
     return loaded, summaries
 

@@ -19,6 +19,7 @@ from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
 from facelm.training import make_optimization
 from student.pseudo import read_unlabelled, teacher_points
+from student.train import unlabelled_source_name
 
 
 def _outputs(logits):
@@ -109,6 +110,12 @@ def test_unlabelled_folder_boxes_are_read_and_checked(tmp_path):
     (tmp_path / "boxes.csv").write_text("name,left,top\n")
     with pytest.raises(Exception, match="header must be"):
         read_unlabelled(tmp_path)
+
+
+def test_photo_sources_are_named_for_their_dataset(tmp_path):
+    assert unlabelled_source_name(tmp_path / "unlabeled" / "lfw") == "unlabelled-lfw"
+    assert unlabelled_source_name(tmp_path / "ytf68" / "unlabeled") == "unlabelled-ytf68"
+    assert unlabelled_source_name(tmp_path / "ytf68" / "unlabeled" / ".." / "unlabeled") == "unlabelled-ytf68"
 
 
 @pytest.fixture(scope="module")
