@@ -121,14 +121,14 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
 
 def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
     """Schedules on which an arch has both a labels-alone and a distilled run: all labelled faces and the default
-    augmentation first, then shortest schedule first."""
+    augmentation first, then longest schedule first (the best-trained pair, and the one a release comes from)."""
     schedules = []
     for r in rows:
         if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules and latest(
                 rows, arch, "distill", r["schedule"]):
             schedules.append(r["schedule"])
     return sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, not default_augmentation(s),
-                                            s["epochs"]))
+                                            -s["epochs"]))
 
 
 @functools.cache

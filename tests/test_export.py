@@ -218,6 +218,46 @@ def test_coreml_package_hash_covers_every_file(exported, tmp_path):
         read_sidecar(package)
 
 
+def test_tflite_int8_ranges_cover_every_calibration_crop(exported):
+    """The quantizer's own calibrate keeps a moving average of each crop's min / max, which forgets an early extreme
+    crop; the exporter's calibration must keep the min / max over all of them."""
+    _toolchain("tflite")
+    from ai_edge_quantizer import quantizer, recipe
+
+    from export.exporters import TFLITE_SIGNATURE, _global_min_max
+
+    content = (exported / f"{STEM}.tflite").read_bytes()
+    crops = np.random.default_rng(0).normal(size=(24, 64, 64, 3)).astype(np.float32)
+    crops[0] *= 4
+    data = {TFLITE_SIGNATURE: [{"image": crop[None]} for crop in crops]}
+    ranges = _global_min_max(quantizer.Quantizer(bytearray(content), recipe.static_wi8_ai8()), content, data)
+    image = ranges["serving_default_image"]
+    assert float(np.min(image["min"])) == pytest.approx(crops.min()) and float(np.max(image["max"])) == pytest.approx(crops.max())
+
+
+def test_int8_models_assemble_the_output_in_float(exported):
+    """Offsets and logits are int8 with their own scales; the concat joining them and the mean-shape add after it
+    run in float, so no int8 scale has to span the whole crop or the logits."""
+    _toolchain("tflite")
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(exported / f"{STEM}.int8.tflite"))
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    tail = [op for op in ops if op["op_name"] in ("CONCATENATION", "ADD")][-2:]
+    assert [op["op_name"] for op in tail] == ["CONCATENATION", "ADD"]
+    assert all(tensors[op["outputs"][0]]["dtype"] == np.float32 for op in tail)
+    fc = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    assert fc and all(tensors[op["outputs"][0]]["dtype"] == np.int8 for op in fc)
+
+    graph = onnx.load(exported / f"{STEM}.int8.onnx").graph
+    producer = {out: node for node in graph.node for out in node.output}
+    last = producer["landmarks"]
+    assert last.op_type == "Add" and "Concat" in [producer[i].op_type for i in last.input if i in producer]
+
+
 @pytest.mark.parametrize("arch", ["mobilenetv2_025", "mobilenetv2_050", "shufflenetv2_050", "mobilenetv3_small"])
 def test_deploy_model_computes_the_same_function(arch):
     from export.exporters import DeployModel

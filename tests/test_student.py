@@ -340,14 +340,15 @@ def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls()
     assert "| distill (B arm) |" in table
 
 
-def test_ab_schedules_list_the_default_augmentation_before_shorter_lighter_ones():
+def test_ab_schedules_list_the_default_augmentation_first_then_the_longest():
     from student.report import paired_schedules
 
     default = {"epochs": 16, "labelled_limit": None}
-    light = {"epochs": 8, "labelled_limit": None, "rotation": 10.0, "photometric": 0.5}
+    longer = {"epochs": 20, "labelled_limit": None}
+    light = {"epochs": 30, "labelled_limit": None, "rotation": 10.0, "photometric": 0.5}
     rows = [{"arch": "mobilenetv2_035", "mode": mode, "schedule": schedule}
-            for schedule in (light, default) for mode in ("labels", "distill")]
-    assert paired_schedules(rows, "mobilenetv2_035") == [default, light]
+            for schedule in (light, default, longer) for mode in ("labels", "distill")]
+    assert paired_schedules(rows, "mobilenetv2_035") == [longer, default, light]
 
 
 def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
