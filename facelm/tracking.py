@@ -43,10 +43,10 @@ class OneEuroParams:
     Defaults: the setting `facelm stability` chose on 300-W trainset clips (docs/results/stability.json).
     """
 
-    min_cutoff: float = 4.0
-    beta: float = 4.0
+    min_cutoff: float = 16.0
+    beta: float = 16.0
     d_cutoff: float = 1.0
-    confidence_weighted: bool = False
+    confidence_weighted: bool = True
 
 
 def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray:

@@ -109,9 +109,11 @@ def landmarker():
 
 @pytest.fixture(scope="module")
 def face_clips(data_root):
-    """24 frames of each of the first 8 test faces moving smoothly, with their exact per-frame ground truth."""
+    """30 frames of each of the first 8 test faces moving smoothly, each its own motion (seeded as `facelm stability`
+    seeds them), with their exact per-frame ground truth."""
     samples = load_annotations(data_root / "300w" / "testset", get_scheme("68"))[:8]
-    return [synthetic_clip(read_rgb(s.image), s.points, 24, np.random.default_rng(0), ClipSettings()) for s in samples]
+    return [synthetic_clip(read_rgb(s.image), s.points, 30, np.random.default_rng([0, i]), ClipSettings())
+            for i, s in enumerate(samples)]
 
 
 def tracked(tracker: Tracker, frames: list[np.ndarray]) -> list:
@@ -129,7 +131,7 @@ def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clips
         assert point_errors(raw, gt, landmarker.scheme).mean() < 0.10
         raw_jitter.append(normalised_mean_jitter(raw, gt, landmarker.scheme))
         smoothed_jitter.append(normalised_mean_jitter(np.stack([r.smoothed for r in results]), gt, landmarker.scheme))
-    # one clip's cut ranges from 5% to 48%; pooled over these 8 it is 30% (`facelm stability`: 46% over 330 clips)
+    # one clip's cut ranges from -9% to 39%; pooled over these 8 it is 27% (`facelm stability`: 32% over 330 clips)
     assert np.mean(smoothed_jitter) < 0.85 * np.mean(raw_jitter)
     (frames, _), results = face_clips[0], tracks[0]
     raw, smoothed = np.stack([r.points for r in results]), np.stack([r.smoothed for r in results])
