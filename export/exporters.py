@@ -230,15 +230,14 @@ def _tflite_output_assembly(content: bytes) -> list[tuple[str, str]]:
     graph = model.subgraphs[0]
     op_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 
-    def producer(tensor: int):
-        return next(op for op in graph.operators if tensor in op.outputs)
+    producer = {tensor: op for op in graph.operators for tensor in op.outputs}
 
     def op_name(op) -> str:
         code = model.operatorCodes[op.opcodeIndex]
         return op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
 
-    last = producer(graph.outputs[0])
-    ops = [last] + [producer(t) for t in last.inputs if t >= 0 and any(t in op.outputs for op in graph.operators)]
+    last = producer[graph.outputs[0]]
+    ops = [last] + [producer[t] for t in last.inputs if t in producer]
     return [(graph.tensors[op.outputs[0]].name.decode(), op_name(op)) for op in ops
             if op_name(op) in ("ADD", "CONCATENATION")]
 
