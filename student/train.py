@@ -23,7 +23,16 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig
 from facelm.checkpoint import load_model, model_spec, read_checkpoint
-from facelm.dataset import LandmarkCrops, LoadedSource, Source, data_fingerprint, decode_all, load_source, seed_worker
+from facelm.dataset import (
+    LandmarkCrops,
+    LoadedSource,
+    Source,
+    data_fingerprint,
+    decode_all,
+    load_source,
+    seed_worker,
+    set_loader_threads,
+)
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.inference import flip_averaged
@@ -217,6 +226,7 @@ def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coor
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_loader_threads(args.workers)
     torch.manual_seed(args.seed)
     teacher, teacher_payload = load_model(args.teacher)
     heads = teacher_payload["spec"]["heads"]

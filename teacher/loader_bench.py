@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
-from facelm.dataset import LandmarkCrops, default_teacher_sources, load_source, seed_worker
+from facelm.dataset import LandmarkCrops, default_teacher_sources, load_source, seed_worker, set_loader_threads
 from facelm.errors import UserError
 from facelm.runs import provenance, write_json
 
@@ -24,6 +24,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def images_per_second(dataset: LandmarkCrops, workers: int, batches: int) -> float:
+    set_loader_threads(workers)
     loader = DataLoader(dataset, batch_size=64, shuffle=True, num_workers=workers,
                         worker_init_fn=seed_worker if workers else None, persistent_workers=workers > 0)
     iterator = iter(loader)

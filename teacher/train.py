@@ -15,7 +15,15 @@ from torch.utils.data import DataLoader
 from facelm.augment import GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
 from facelm.cli import name_values
-from facelm.dataset import LandmarkCrops, Source, data_fingerprint, default_teacher_sources, load_source, seed_worker
+from facelm.dataset import (
+    LandmarkCrops,
+    Source,
+    data_fingerprint,
+    default_teacher_sources,
+    load_source,
+    seed_worker,
+    set_loader_threads,
+)
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.losses import get_coord_loss, landmark_loss
@@ -115,6 +123,7 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
 def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_loader_threads(args.workers)
     torch.manual_seed(args.seed)
     sources = resolve_sources(args)
     eval_path = args.eval_data or (Path(args.data) / "300w" / "testset" if args.data else None)
