@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
 TEACHER_ARGS ?= --source-share 300w=0.8 --epochs 90
-STUDENT_ARGS ?= --batch-size 128 --photos-per-batch 64 --steps-per-epoch 500 --epochs 20
+STUDENT_ARGS ?= --batch-size 128 --photos-per-batch 128 --steps-per-epoch 500 --epochs 20
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=

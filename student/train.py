@@ -86,10 +86,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "average confidence pulls as hard as a labelled point (default: off)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
-    p.add_argument("--photos-per-batch", type=int, default=64,
+    p.add_argument("--photos-per-batch", type=int, default=128,
                    help="distill batches of --batch-size labelled faces, the draws the labels-alone arm makes on the "
                         "same seed, plus this many photos; 0 draws the photos in place of labelled faces at "
-                        "--labelled-fraction (default: 64)")
+                        "--labelled-fraction (default: 128)")
     p.add_argument("--labelled-fraction", type=float, default=0.75,
                    help="with --photos-per-batch 0: share of each distill batch drawn from the labelled faces (default: 0.75)")
     p.add_argument("--labelled-limit", type=int, default=None,

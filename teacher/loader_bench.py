@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from facelm.dataset import LandmarkCrops, default_teacher_sources, load_source, seed_worker, set_loader_threads
 from facelm.errors import UserError
@@ -25,7 +25,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def images_per_second(dataset: LandmarkCrops, workers: int, batches: int) -> float:
     set_loader_threads(workers)
-    loader = DataLoader(dataset, batch_size=64, shuffle=True, num_workers=workers,
+    sampler = RandomSampler(dataset, num_samples=64 * (batches + 1))  # as many passes as the timed batches need
+    loader = DataLoader(dataset, batch_size=64, sampler=sampler, num_workers=workers,
                         worker_init_fn=seed_worker if workers else None, persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)

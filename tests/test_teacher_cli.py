@@ -1,15 +1,22 @@
-"""End-to-end teacher commands on a tiny synthetic set: train, resume, eval, release, and user errors."""
+"""End-to-end teacher commands on a tiny synthetic set: train, resume, eval, release, user errors; the training loader."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from facelm.annotations import Sample
 from facelm.cli import main as facelm
+from facelm.dataset import LandmarkCrops, LoadedSource, Source, set_loader_threads
 from facelm.errors import UserError
+from facelm.schemes import get_scheme
+from teacher.loader_bench import images_per_second
 
 
 def _train(tiny_300w, out, *extra):
@@ -127,3 +134,32 @@ def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tin
     ]) == 0
     (run,) = tmp_path.iterdir()
     assert "5 steps/epoch" in (run / "train.log").read_text()
+
+
+class _ThreadCount(torch.utils.data.Dataset):
+    """Each item is the number of OpenCV threads in the process that built it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        return cv2.getNumThreads()
+
+
+def test_loader_workers_run_opencv_on_one_thread_and_the_main_process_gets_its_default_back():
+    default = cv2.getNumThreads()
+    set_loader_threads(2)
+    seen = {int(n) for batch in torch.utils.data.DataLoader(_ThreadCount(), batch_size=2, num_workers=2) for n in batch}
+    assert seen == {1}
+    set_loader_threads(0)
+    assert cv2.getNumThreads() == default
+
+
+def test_loader_bench_times_more_batches_than_one_pass_over_the_faces():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(30, 90, (68, 2)).astype(np.float32)
+    loaded = LoadedSource(Source("tiny", get_scheme("68"), Path("tiny")),
+                          [Sample(Path(f"{i}.png"), points) for i in range(10)],
+                          [rng.integers(0, 255, (120, 120, 3), np.uint8) for _ in range(10)],
+                          [np.ones(68, np.float32)] * 10)
+    assert images_per_second(LandmarkCrops([loaded], 32, train=True), workers=0, batches=3) > 0
