@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
 from facelm.checkpoint import save_checkpoint
 from facelm.errors import UserError
@@ -146,6 +146,15 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, step: StepFn, devi
     return {"train_loss": float(np.mean(losses)), "train_img_per_s": seen / elapsed, "train_seconds": elapsed, **means}
 
 
+def skip_trained_draws(loader: DataLoader, epochs: int) -> None:
+    """Replay the index draws of the epochs a resumed run has already trained, so that it goes on with the draws an
+    uninterrupted run makes next: for an A/B, both arms keep seeing the same labelled faces in the same order. The
+    workers' augmentation streams restart from the seed."""
+    for _ in range(epochs):
+        for _ in loader.batch_sampler:
+            pass
+
+
 def fit(model, ema, loader, optimizer, scheduler, step: StepFn, evaluate: EvalFn | None, save: SaveFn, *,
         epochs: int, start_epoch: int, history: list[dict], eval_every: int, device: str, max_steps: int | None,
         run_dir: Path, log: logging.Logger) -> tuple[list[dict], dict]:
@@ -155,6 +164,7 @@ def fit(model, ema, loader, optimizer, scheduler, step: StepFn, evaluate: EvalFn
     columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn()]
     report: dict = {}
+    skip_trained_draws(loader, start_epoch)
     with Progress(*columns) as progress:
         for epoch in range(start_epoch, epochs):
             task = progress.add_task("", total=steps, epoch=f"{epoch + 1}/{epochs}")

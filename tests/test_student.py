@@ -17,7 +17,7 @@ from facelm.errors import UserError
 from facelm.evaluation import torch_batch_fn
 from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
-from facelm.training import make_optimization
+from facelm.training import make_optimization, skip_trained_draws
 from student.pseudo import read_unlabelled, teacher_points
 from student.train import unlabelled_source_name
 
@@ -425,6 +425,23 @@ def test_photos_ride_on_top_of_the_labels_arms_own_draws():
         assert photos.min() >= 50 and photos.max() < 1050
     with pytest.raises(UserError, match="--photos-per-batch 4 needs unlabelled photos.*--photos-per-batch 0"):
         LabelledPlusPhotos(50, 0, labelled=8, photos=4, steps=10, seed=3)
+
+
+@pytest.mark.parametrize("photos", [4, 0])
+def test_a_resumed_run_goes_on_with_the_draws_of_an_uninterrupted_one(photos):
+    from student.train import LabelledPlusPhotos, make_sampler
+
+    def loader() -> DataLoader:
+        if photos:
+            return DataLoader(range(1050), batch_sampler=LabelledPlusPhotos(50, 1000, 8, photos, steps=10, seed=3))
+        return DataLoader(range(50), batch_size=8, drop_last=True, sampler=make_sampler(50, 0, 1.0, 80, seed=3))
+
+    whole = loader()
+    epochs = [[b.tolist() for b in whole] for _ in range(3)]
+    assert epochs[2] != epochs[0]  # without the replay a resumed run would draw epoch 1's batches again
+    resumed = loader()
+    skip_trained_draws(resumed, 2)
+    assert [b.tolist() for b in resumed] == epochs[2]
 
 
 def test_report_gives_the_share_and_split_of_photos_on_top_of_a_full_batch():
