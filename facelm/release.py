@@ -75,6 +75,14 @@ def training_machine(config: dict) -> str:
     return f"a {info.get('cores', '?')}-core {info.get('cpu', 'unrecorded')} CPU"
 
 
+def resume_note(args: dict) -> str:
+    """A line saying the run was resumed (its config and commit are then the last resume's), or nothing."""
+    if not args.get("resume"):
+        return ""
+    return ("Resumed with `--resume` from its own `last.pt`: the config, commit and time above are the resumed "
+            "process's; the run's `train.log` says at which epoch.\n")
+
+
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
@@ -106,7 +114,7 @@ Evaluation: `{evaluated_on}` ({metrics['n']} faces). No checkpoint selection on 
 `{card_flags(args)}`
 
 Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on {training_machine(config)}.
-{teacher}
+{resume_note(args)}{teacher}
 ## Metrics (head `{metrics.get('head', args.get('eval_head', args.get('teacher_head')))}`, eval crop from ground-truth landmarks)
 | NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
 |---|---|---|---|

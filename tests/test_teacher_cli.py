@@ -65,6 +65,8 @@ def test_eval_and_release(tiny_300w, trained_run, tmp_path):
     card = (tmp_path / "weights" / "teacher_resnet18.md").read_text()
     assert "sha256" in card and "NME" in card
     assert "--epochs " in card and "--device cpu" in card and "-core " in card  # the recipe and the machine it ran on
+    resumed = json.loads((trained_run / "config.json").read_text())["args"]["resume"]
+    assert ("Resumed with `--resume`" in card) == bool(resumed)  # resumed when test_resume_continues_the_same_run ran
     assert f"Evaluation: `{tiny_300w.parent.name}/{tiny_300w.name}`" in card and str(tiny_300w) not in card  # any root
     released_report = tmp_path / "released.json"
     assert facelm(["eval", "--model", str(tmp_path / "weights" / "teacher_resnet18.pt"), "--data", str(tiny_300w),
