@@ -130,6 +130,11 @@ def _affine_dequantize(a: _Args) -> torch.Tensor:
     return (data - along(a["zero_point"])) * along(a["scale"])
 
 
+def _upsample_nearest(a: _Args) -> torch.Tensor:
+    scale = (float(a["scale_factor_height"]), float(a["scale_factor_width"]))
+    return F.interpolate(_f32(a["x"]), scale_factor=scale, mode="nearest")
+
+
 _KERNELS: dict[str, Callable[[_Args], torch.Tensor | list[torch.Tensor]]] = {
     "conv": _conv,
     "linear": _linear,
@@ -143,6 +148,9 @@ _KERNELS: dict[str, Callable[[_Args], torch.Tensor | list[torch.Tensor]]] = {
     "mul": lambda a: _f32(a["x"]) * _f32(a["y"]),
     "real_div": lambda a: _f32(a["x"]) / _f32(a["y"]),
     "reduce_mean": lambda a: _f32(a["x"]).mean(a.ints("axes"), keepdim=bool(a.get("keep_dims", False))),
+    "reduce_sum": lambda a: _f32(a["x"]).sum(a.ints("axes"), keepdim=bool(a.get("keep_dims", False))),
+    "softmax": lambda a: torch.softmax(_f32(a["x"]), int(a["axis"])),
+    "upsample_nearest_neighbor": _upsample_nearest,
     "reshape": lambda a: a["x"].reshape(a.ints("shape")),
     "transpose": lambda a: a["x"].permute(a.ints("perm")),
     "slice_by_index": _slice_by_index,

@@ -23,7 +23,7 @@ import torch
 
 from facelm.contract import artefact_files, finalise_meta, format_meta, sidecar_path, write_sidecar
 from facelm.formats import Format
-from facelm.models import SingleHead
+from facelm.models import LandmarkHead, SingleHead
 
 ONNX_OPSET = 18
 TFLITE_SIGNATURE = "serving_default"
@@ -33,7 +33,7 @@ log = logging.getLogger("facelm.export")
 
 @dataclass
 class ExportContext:
-    model: torch.nn.Module  # DeployModel of the head, eval, fp32, CPU: (B, 3, S, S) -> (B, K, 3)
+    model: torch.nn.Module  # deploy_model of the head, eval, fp32, CPU: (B, 3, S, S) -> (B, K, 3)
     meta: dict  # artefact_meta(...) of the checkpoint
     out_dir: Path
     stem: str
@@ -81,6 +81,12 @@ class DeployModel(torch.nn.Module):
         return torch.cat([offsets, self.confidence(features).view(-1, self.n_points, 1)], dim=-1) + self.mean_shape
 
 
+def deploy_model(single: SingleHead) -> torch.nn.Module:
+    """What the exporters convert: an FC head split by `DeployModel`; an integral head as it is, since the int8
+    exports keep its soft-argmax read-out float (see `_onnx_float_tail`)."""
+    return DeployModel(single) if isinstance(single.net.heads[single.head], LandmarkHead) else single
+
+
 def _set_onnx_metadata(model, text: str) -> None:
     del model.metadata_props[:]
     entry = model.metadata_props.add()
@@ -113,16 +119,41 @@ class _CalibrationReader:
         return next(self.batches, None)
 
 
-def _onnx_output_assembly(graph) -> list[str]:
-    """Names of the node producing `landmarks` (DeployModel's mean-shape add) and of the concat feeding it."""
-    last = next(n for n in graph.node if "landmarks" in n.output)
-    feeding = [n.name for n in graph.node if n.op_type == "Concat" and set(n.output) & set(last.input)]
-    return [last.name] + feeding
+def _downstream(start: int, consumers: Callable[[int], list[int]]) -> list[int]:
+    """Every node (by index) reachable from node `start` along `consumers`, start excluded, in visiting order."""
+    seen, queue = {}, consumers(start)
+    while queue:
+        node = queue.pop(0)
+        if node not in seen:
+            seen[node] = None
+            queue.extend(consumers(node))
+    return list(seen)
+
+
+def _onnx_float_tail(graph) -> list[str]:
+    """Names of the nodes int8 leaves float: the node producing `landmarks` and a concat feeding it (DeployModel's
+    mean-shape add; the integral head's concat of points and confidences) and, for an integral head, its soft-argmax
+    read-out: the log-prior add feeding each softmax, the softmax and every node after it. An int8 softmax over a
+    heatmap rounds most cells' weights to zero, and one scale cannot span the log-prior's range."""
+    nodes = list(graph.node)
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+
+    def consumers(i: int) -> list[int]:
+        return [j for j, node in enumerate(nodes) if set(node.input) & set(nodes[i].output)]
+
+    def feeding(i: int, op_type: str) -> list[int]:
+        return [producer[t] for t in nodes[i].input if t in producer and nodes[producer[t]].op_type == op_type]
+
+    last = producer["landmarks"]
+    tail = [last] + feeding(last, "Concat")
+    for softmax in (i for i, node in enumerate(nodes) if node.op_type == "Softmax"):
+        tail += feeding(softmax, "Add") + [softmax] + _downstream(softmax, consumers)
+    return [nodes[i].name for i in dict.fromkeys(tail)]
 
 
 def export_onnx_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     """Static int8, QDQ, per-channel weights, calibrated (MinMax) on real face crops of the training split; the nodes
-    assembling the output (offsets and logits concatenated, plus the mean shape, see DeployModel) stay float."""
+    assembling the output (see `_onnx_float_tail`) stay float."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -135,7 +166,7 @@ def export_onnx_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
         quantize_static(str(prepared), str(path), _CalibrationReader(ctx.calibration), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=_onnx_output_assembly(onnx.load(prepared).graph))
+                        nodes_to_exclude=_onnx_float_tail(onnx.load(prepared).graph))
     finally:
         prepared.unlink(missing_ok=True)
     model = onnx.load(path)
@@ -221,31 +252,36 @@ def export_tflite_fp16(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     return path, f"litert-torch + ai-edge-quantizer {version('ai-edge-quantizer')} fp16 weights"
 
 
-def _tflite_output_assembly(content: bytes) -> list[tuple[str, str]]:
-    """(output tensor name, op) of the op producing the graph output (DeployModel's mean-shape add) and of the
-    concat feeding it: the quantizer's recipe names ops by their output tensor."""
+def _tflite_float_tail(content: bytes) -> list[tuple[str, str]]:
+    """(output tensor name, op) of the ops int8 leaves float, the TFLite counterpart of `_onnx_float_tail`: the op
+    producing the graph output and a concat feeding it, and each softmax with the add feeding it and every op after
+    it. The quantizer's recipe names ops by their output tensor."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    graph = model.subgraphs[0]
-    op_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    ops = model.subgraphs[0].operators
+    tensors = model.subgraphs[0].tensors
+    codes = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    kinds = [codes[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in (model.operatorCodes[op.opcodeIndex] for op in ops)]
+    producer = {tensor: i for i, op in enumerate(ops) for tensor in op.outputs}
 
-    producer = {tensor: op for op in graph.operators for tensor in op.outputs}
+    def consumers(i: int) -> list[int]:
+        return [j for j, op in enumerate(ops) if set(op.inputs) & set(ops[i].outputs)]
 
-    def op_name(op) -> str:
-        code = model.operatorCodes[op.opcodeIndex]
-        return op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+    def feeding(i: int, kind: str) -> list[int]:
+        return [producer[t] for t in ops[i].inputs if t in producer and kinds[producer[t]] == kind]
 
-    last = producer[graph.outputs[0]]
-    ops = [last] + [producer[t] for t in last.inputs if t in producer]
-    return [(graph.tensors[op.outputs[0]].name.decode(), op_name(op)) for op in ops
-            if op_name(op) in ("ADD", "CONCATENATION")]
+    last = producer[model.subgraphs[0].outputs[0]]
+    tail = [last] + feeding(last, "CONCATENATION")
+    for softmax in (i for i, kind in enumerate(kinds) if kind == "SOFTMAX"):
+        tail += feeding(softmax, "ADD") + [softmax] + _downstream(softmax, consumers)
+    return [(tensors[ops[i].outputs[0]].name.decode(), kinds[i]) for i in dict.fromkeys(tail)]
 
 
 def export_tflite_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     """Full-integer int8 (weights per-channel, activations per-tensor, MinMax on real crops); graph input and output
-    stay float32 with QUANTIZE / DEQUANTIZE inside, so it is fed exactly like the fp32 model. The concat and the add
-    assembling the output from offsets, logits and the mean shape (see DeployModel) stay float."""
+    stay float32 with QUANTIZE / DEQUANTIZE inside, so it is fed exactly like the fp32 model. The ops assembling
+    the output (see `_tflite_float_tail`) stay float."""
     from ai_edge_quantizer import qtyping, quantizer, recipe
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
@@ -255,7 +291,7 @@ def export_tflite_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     float_ops = [(".*", qtyping.TFLOperationName.INPUT), (".*", qtyping.TFLOperationName.OUTPUT)]
     # the recipe matches an op by its output tensors' names, each followed by ';'
     float_ops += [(f"^{re.escape(name)};$", getattr(qtyping.TFLOperationName, op))
-                  for name, op in _tflite_output_assembly(content)]
+                  for name, op in _tflite_float_tail(content)]
     for regex, op in float_ops:
         int8.update_quantization_recipe(regex=regex, operation_name=op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     crops = np.ascontiguousarray(ctx.calibration.transpose(0, 2, 3, 1))

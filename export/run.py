@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.exporters import DeployModel, ExportContext, one_line, run_export
+from export.exporters import ExportContext, deploy_model, one_line, run_export
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
 from facelm.contract import artefact_meta
@@ -178,7 +178,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     training = {k: payload.get(k, {}).get("sha256") for k in ("data_fingerprint", "teacher_fingerprint") if payload.get(k)}
     meta = artefact_meta(spec, head, file_sha256(args.checkpoint), training)
     args.out.mkdir(parents=True, exist_ok=True)
-    ctx = ExportContext(DeployModel(single).eval(), meta, args.out, export_stem(spec, head), calibration)
+    ctx = ExportContext(deploy_model(single).eval(), meta, args.out, export_stem(spec, head), calibration)
     crops, matrices = eval_crops(eval_set.images, list(eval_set.gt), size)
     torch_out = run_batched(torch_batch_fn(single), crops)
     torch_report = landmark_report(*to_image(torch_out, matrices, size)[:1], eval_set.gt, eval_set.scheme)

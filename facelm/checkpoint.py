@@ -15,8 +15,8 @@ CHECKPOINT_VERSION = 1
 
 
 def model_spec(model: LandmarkNet, arch: str, head_schemes: dict[str, str]) -> dict:
-    """What is needed to rebuild the network: architecture, heads with their schemes, input size."""
-    return {"arch": arch, "heads": dict(head_schemes), "input_size": model.input_size}
+    """What is needed to rebuild the network: architecture, head type, heads with their schemes, input size."""
+    return {"arch": arch, "head": model.head_type, "heads": dict(head_schemes), "input_size": model.input_size}
 
 
 def save_checkpoint(path: Path, model: LandmarkNet, spec: dict, half: bool = False, **extra) -> Path:
@@ -49,7 +49,8 @@ def read_checkpoint(path: Path) -> dict:
 
 def build_model(spec: dict) -> LandmarkNet:
     heads = {name: get_scheme(scheme).n_points for name, scheme in spec["heads"].items()}
-    return create_model(spec["arch"], heads=heads, input_size=spec["input_size"])
+    # checkpoints written before the head type was recorded all have the FC head
+    return create_model(spec["arch"], heads=heads, input_size=spec["input_size"], head=spec.get("head", "fc"))
 
 
 def load_model(path: Path, use_ema: bool = True) -> tuple[LandmarkNet, dict]:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 from facelm.checkpoint import save_checkpoint
 from facelm.errors import UserError
 from facelm.losses import COORD_LOSSES
+from facelm.models import HEADS
 
 StepFn = Callable[[dict], tuple[torch.Tensor, dict]]  # batch on device -> (loss, per-part floats)
 EvalFn = Callable[[torch.nn.Module], dict]  # model -> report with nme, fr10, auc10
@@ -27,6 +28,8 @@ SaveFn = Callable[[int, list[dict]], None]  # epoch, history -> writes last.pt
 def add_training_args(p: argparse.ArgumentParser, epochs: int) -> argparse.ArgumentParser:
     """Options every training stage shares: input, schedule, loss, EMA, augmentation, loader, device, resume."""
     p.add_argument("--input-size", type=int, default=112, help="crop size in pixels (default: 112)")
+    p.add_argument("--head", default="fc", choices=list(HEADS),
+                   help="landmark head: fc (flatten + linear) or integral (heatmap soft-argmax) (default: fc)")
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 2e-3)")

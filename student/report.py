@@ -25,7 +25,7 @@ from facelm.training import add_training_args
 from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
 AUGMENTATION_KEYS = ("scale_min", "scale_max", "jitter", "rotation", "photometric")
-SCHEDULE_ARGS = ("input_size", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
+SCHEDULE_ARGS = ("input_size", "head", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  *AUGMENTATION_KEYS, "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
 STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
@@ -62,11 +62,16 @@ def run_rows(root: Path) -> list[dict]:
                      "photos_per_batch": args.get("photos_per_batch") or 0 if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
-                     "schedule": {k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]},
+                     "schedule": with_head({k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]}),
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
                      "eval_nme_by_epoch": eval_curve(run)})
     return rows
+
+
+def with_head(schedule: dict) -> dict:
+    """The schedule with its landmark head named: runs made before there was a choice had the FC head."""
+    return schedule | {"head": schedule.get("head") or "fc"}
 
 
 def labelled_share(args: dict) -> float:
@@ -89,7 +94,8 @@ def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
         rows |= {r["run"]: {k: v for k, v in r.items() if k not in FAMILY_STATS}
                  for r in json.loads((out / "student_families.json").read_text())["rows"] if r["run"]}
     # JSON turned the epoch keys into strings; rows of runs on disk have them as ints
-    return [r | {"eval_nme_by_epoch": {int(e): v for e, v in r["eval_nme_by_epoch"].items()}} for r in rows.values()], fits
+    return [r | {"schedule": with_head(r["schedule"]),
+                 "eval_nme_by_epoch": {int(e): v for e, v in r["eval_nme_by_epoch"].items()}} for r in rows.values()], fits
 
 
 def report_rows(runs: Path, out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
@@ -173,10 +179,17 @@ def crop_controls(rows: list[dict], arch: str, schedule: dict, variants: list[di
             and r["schedule"] | {"batch_size": schedule["batch_size"]} == schedule]
 
 
+def head_controls(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
+    """Runs on the schedule but for the landmark head: what the head alone changes."""
+    return [r for r in rows if r["arch"] == arch and r["schedule"]["head"] != schedule["head"]
+            and r["schedule"] | {"head": schedule["head"]} == schedule]
+
+
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     """The labels-alone arm against every distilled variant on the same schedule; the best variant is the B arm
     (it was picked on the test set when there is more than one: the report lists them all). Labels-alone runs with
-    as many crops per step as a variant are listed as controls; the bar is judged on the same schedule."""
+    as many crops per step as a variant, and runs with another head, are listed as controls; the bar is judged on the
+    same schedule."""
     labels = latest(rows, arch, "labels", schedule)
     variants = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == labels["schedule"]]
     distilled = min(variants, key=lambda r: r["nme"])
@@ -184,6 +197,7 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     passed = gain >= AB_MIN_GAIN and distilled["fr10"] <= labels["fr10"]
     return {"arch": arch, "schedule": labels["schedule"], "labels": labels, "distill": distilled, "variants": variants,
             "crop_controls": crop_controls(rows, arch, labels["schedule"], variants),
+            "head_controls": head_controls(rows, arch, labels["schedule"]),
             "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
 
 
@@ -291,10 +305,12 @@ def share_text(row: dict) -> str:
     return f"{row['labelled_fraction']}{split}"
 
 
-def arm_name(row: dict, labels_batch: int) -> str:
+def arm_name(row: dict, schedule: dict) -> str:
+    if row["schedule"]["head"] != schedule["head"]:
+        return f"{row['mode']}, {row['schedule']['head']} head (control)"
     if row["mode"] == "labels":
         batch = row["schedule"]["batch_size"]
-        return "labels" if batch == labels_batch else f"labels, batch {batch} (control)"
+        return "labels" if batch == schedule["batch_size"] else f"labels, batch {batch} (control)"
     normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
     return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {share_text(row)}, "
             f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
@@ -304,11 +320,10 @@ def ab_markdown(ab: dict) -> str:
     lines = ["| arm | teacher (its NME %) | labelled share of batch | KD weight on labelled faces | "
              "confidence weights / their mean | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    labels_batch = ab["schedule"]["batch_size"]
-    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"]]
+    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"], *ab.get("head_controls", [])]
     for r in arms:
-        arm = arm_name(r, labels_batch) if r["mode"] == "labels" else "distill" + (
-            " (B arm)" if r["run"] == ab["distill"]["run"] else "")
+        arm = "distill (B arm)" if r["run"] == ab["distill"]["run"] else (
+            "distill" if r in ab["variants"] else arm_name(r, ab["schedule"]))
         share = "1.0" if r["mode"] == "labels" else share_text(r)
         kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
         normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
@@ -321,7 +336,7 @@ def ab_markdown(ab: dict) -> str:
               "|---|" + "---|" * len(epochs)]
     for r in arms:
         curve = r["eval_nme_by_epoch"]
-        lines.append(f"| {arm_name(r, labels_batch)} | "
+        lines.append(f"| {arm_name(r, ab['schedule'])} | "
                      + " | ".join(f"{curve[e]:.3f}" if e in curve else "" for e in epochs) + " |")
     return "\n".join(lines) + "\n"
 

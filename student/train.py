@@ -268,7 +268,8 @@ def main(args: argparse.Namespace) -> dict:
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
 
-    model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size)
+    model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size,
+                         head=args.head)
     model.heads[args.teacher_head].set_mean_shape(torch.from_numpy(labelled[0].mean_crop_shape(args.input_size)))
     model = model.to(args.device).to(memory_format=torch.channels_last)
     spec = model_spec(model, args.arch, {args.teacher_head: scheme_name})

@@ -146,7 +146,8 @@ def main(args: argparse.Namespace) -> dict:
     for name, part in fingerprint["sources"].items():
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
 
-    model = create_model(args.arch, heads={s.name: s.scheme.n_points for s in sources}, input_size=args.input_size)
+    model = create_model(args.arch, heads={s.name: s.scheme.n_points for s in sources}, input_size=args.input_size,
+                         head=args.head)
     for item in loaded:
         model.heads[item.source.name].set_mean_shape(torch.from_numpy(item.mean_crop_shape(args.input_size)))
     model = model.to(args.device).to(memory_format=torch.channels_last)

@@ -18,17 +18,17 @@ ct = pytest.importorskip("coremltools", reason="Core ML toolchain not installed:
 from test_export import lively_student  # noqa: E402
 
 from export.coreml_reference import MLProgram, load_reference  # noqa: E402
-from export.exporters import DeployModel, coreml_program, save_mlpackage  # noqa: E402
+from export.exporters import coreml_program, deploy_model, save_mlpackage  # noqa: E402
 
 
-def _student(arch: str) -> torch.nn.Module:
-    net = lively_student(arch)
+def _student(arch: str, head: str = "fc") -> torch.nn.Module:
+    net = lively_student(arch, head=head)
     net.spec = model_spec(net, arch, {"300w": "68"})
     return net
 
 
 def _package(net, precision: str, path):
-    model = DeployModel(SingleHead(net, "300w")).eval()
+    model = deploy_model(SingleHead(net, "300w")).eval()
     meta = format_meta(artefact_meta(net.spec, "300w", "0" * 64, {}), get_format("coreml_fp16"))
     return save_mlpackage(coreml_program(model, torch.zeros(1, 3, 64, 64), precision), path, json.dumps(meta))
 
@@ -46,6 +46,14 @@ def test_fp32_program_matches_pytorch(arch, tmp_path):
     out, expected = _reference_and_torch(net, _package(net, "fp32", tmp_path / "m.mlpackage"))
     assert out.shape == expected.shape == (3, 68, 3)
     assert np.abs(out - expected).max() < 1e-6
+
+
+def test_integral_head_program_matches_pytorch(tmp_path):
+    """Upsampling, the softmax over each heatmap and the confidence read-out run like PyTorch."""
+    net = _student("mobilenetv2_025", head="integral")
+    out, expected = _reference_and_torch(net, _package(net, "fp32", tmp_path / "m.mlpackage"))
+    assert out.shape == expected.shape == (3, 68, 3)
+    assert np.abs(out - expected).max() < 1e-5
 
 
 def test_fp16_and_w8_programs_are_close_and_really_reduced(tmp_path):

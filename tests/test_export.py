@@ -37,18 +37,22 @@ INSTALLED = [f.name for f in FORMATS if not f.unavailable and _installed(f)]
 LOOSE = ["--tolerance", "onnx_int8=100", "--tolerance", "tflite_int8=100", "--tolerance", "coreml_w8=100"]
 
 
-def lively_student(arch: str, size: int = 64):
+def lively_student(arch: str, size: int = 64, head: str = "fc"):
     """An untrained student with spread batch-norm statistics and head weights: its features are not all zero (as a
     fresh network's are), so quantizers see real ranges and every op matters in the output."""
     torch.manual_seed(0)
-    net = create_model(arch, heads={"300w": 68}, input_size=size).eval()
+    net = create_model(arch, heads={"300w": 68}, input_size=size, head=head).eval()
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_(0, 0.1)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
-    torch.nn.init.normal_(net.heads["300w"].fc.weight, std=0.02)
-    net.heads["300w"].set_mean_shape(torch.rand(68, 2) * 0.6 + 0.2)
+    landmarks = net.heads["300w"]
+    if head == "fc":
+        torch.nn.init.normal_(landmarks.fc.weight, std=0.02)
+    else:  # heatmaps that move the points away from the prior's peak
+        torch.nn.init.normal_(landmarks.heatmap.weight, std=0.3)
+    landmarks.set_mean_shape(torch.rand(68, 2) * 0.6 + 0.2)
     return net
 
 
@@ -258,14 +262,63 @@ def test_int8_models_assemble_the_output_in_float(exported):
     assert last.op_type == "Add" and "Concat" in [producer[i].op_type for i in last.input if i in producer]
 
 
+@pytest.mark.parametrize("head", ["fc", "integral"])
 @pytest.mark.parametrize("arch", ["mobilenetv2_025", "mobilenetv2_050", "shufflenetv2_050", "mobilenetv3_small"])
-def test_deploy_model_computes_the_same_function(arch):
-    from export.exporters import DeployModel
+def test_deploy_model_computes_the_same_function(arch, head):
+    from export.exporters import deploy_model
 
-    single = SingleHead(lively_student(arch), "300w").eval()
+    single = SingleHead(lively_student(arch, head=head), "300w").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(DeployModel(single).eval()(x), single(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(deploy_model(single).eval()(x), single(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported_integral(tiny_300w, calib_300w, tmp_path_factory):
+    model = lively_student("mobilenetv2_025", head="integral")
+    folder = tmp_path_factory.mktemp("integral")
+    ckpt = save_checkpoint(folder / "student.pt", model, model_spec(model, "mobilenetv2_025", {"300w": "68"}))
+    assert _export(ckpt, calib_300w, tiny_300w, folder / "export", "--formats", *INSTALLED) == 0
+    return folder / "export"
+
+
+def test_an_integral_head_student_exports_to_every_format(exported_integral):
+    rows = _rows(exported_integral)
+    assert sorted(rows) == sorted(INSTALLED)
+    for name, row in rows.items():
+        fmt = get_format(name)
+        assert row["status"] == "ok", name
+        limit = {"fp32": 1e-3, "fp16": 0.1, "w8": 0.5, "int8": 2.0}[fmt.precision]  # px at 64 px
+        assert row["max_abs_px"] < limit, (name, row["max_abs_px"])
+
+
+def test_int8_keeps_the_integral_read_out_float(exported_integral):
+    """The log-prior add, the softmax over each heatmap and the expectation after it run in float: an int8 softmax
+    rounds most cells' weights to zero."""
+    _toolchain("tflite")
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    nodes = onnx.load(exported_integral / f"{STEM}.int8.onnx").graph.node
+    producer = {out: node for node in nodes for out in node.output}
+    softmax = next(n for n in nodes if n.op_type == "Softmax")
+    read_out = [producer[softmax.input[0]], softmax] + [n for n in nodes if n.op_type in ("MatMul", "ReduceSum", "Concat")]
+    assert [n.op_type for n in read_out[:1]] == ["Add"] and len(read_out) == 5
+    quantizing = {i for n in nodes if n.op_type == "QuantizeLinear" for i in n.input}
+    assert not quantizing & {out for n in read_out for out in n.output}
+    assert all(producer[i].op_type != "DequantizeLinear" for n in read_out[1:] for i in n.input if i in producer)
+
+    interpreter = Interpreter(model_path=str(exported_integral / f"{STEM}.int8.tflite"),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    first = next(i for i, op in enumerate(ops) if op["op_name"] == "SOFTMAX") - 1
+    assert ops[first]["op_name"] == "ADD"
+    after = [op for op in ops[first:] if op["op_name"] not in ("DEQUANTIZE", "CONV_2D", "TRANSPOSE", "RESHAPE")]
+    assert {op["op_name"] for op in after} == {"ADD", "SOFTMAX", "FULLY_CONNECTED", "MUL", "SUM", "CONCATENATION"}
+    assert all(dtypes[op["outputs"][0]] == np.float32 for op in after)
+    assert all(dtypes[op["outputs"][0]] == np.int8 for op in ops if op["op_name"] == "CONV_2D")
 
 
 def test_bad_inputs_are_one_line_errors_without_leftovers(student_ckpt, tiny_300w, tmp_path):

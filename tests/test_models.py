@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facelm.checkpoint import load_model, model_spec, save_checkpoint
+from facelm.checkpoint import build_model, load_model, model_spec, save_checkpoint
 from facelm.errors import UserError
 from facelm.losses import get_coord_loss
+from facelm.models import HEADS as HEAD_TYPES
 from facelm.models import SingleHead, create_model, list_models
 from teacher.train import get_args_parser, multi_head_loss
 
@@ -21,9 +22,10 @@ def test_every_head_predicts_xy_and_confidence(arch):
     assert {k: tuple(v.shape) for k, v in out.items()} == {"300w": (2, 68, 3), "wflw": (2, 98, 3)}
 
 
+@pytest.mark.parametrize("head", list(HEAD_TYPES))
 @pytest.mark.parametrize("arch", [m for m in list_models() if not m.startswith("resnet")])
-def test_students_share_the_head_contract(arch):
-    model = create_model(arch, heads={"300w": 68}, input_size=112).eval()
+def test_students_share_the_head_contract(arch, head):
+    model = create_model(arch, heads={"300w": 68}, input_size=112, head=head).eval()
     with torch.no_grad():
         out = SingleHead(model, "300w")(torch.randn(2, 3, 112, 112))
     assert tuple(out.shape) == (2, 68, 3)
@@ -44,13 +46,40 @@ def test_unknown_model_is_a_user_error():
     assert {"resnet18", "resnet34", "resnet50"} <= set(list_models())
 
 
-def test_heads_start_from_the_mean_shape():
-    model = create_model("resnet18", heads={"300w": 68}, input_size=64).eval()
-    shape = torch.rand(68, 2)
+@pytest.mark.parametrize("head", list(HEAD_TYPES))
+def test_heads_start_from_the_mean_shape(head):
+    model = create_model("resnet18", heads={"300w": 68}, input_size=64, head=head).eval()
+    shape = torch.rand(68, 2) * 0.6 + 0.2  # where a crop puts a face's points
     model.heads["300w"].set_mean_shape(shape)
     with torch.no_grad():
         xy = model(torch.zeros(1, 3, 64, 64))["300w"][0, :, :2]
     assert torch.allclose(xy, shape, atol=0.05)
+
+
+def test_integral_head_points_are_expected_heatmap_positions_inside_the_crop():
+    torch.manual_seed(0)
+    head = create_model("mobilenetv2_025", heads={"300w": 68}, input_size=64, head="integral").heads["300w"].eval()
+    torch.nn.init.normal_(head.heatmap.weight, std=5.0)  # peaked maps, far from the prior
+    with torch.no_grad():
+        features = torch.randn(3, 256, 2, 2) * 4
+        out = head(features)
+        maps = head.heatmap(head.decode(features)).flatten(2) + head.log_prior
+    weights = torch.softmax(maps, dim=-1)
+    assert torch.allclose(out[..., :2], weights @ head.grid, atol=1e-6)
+    side = 8  # 4x the 2x2 feature map
+    assert out[..., :2].min() >= 0.5 / side and out[..., :2].max() <= 1 - 0.5 / side
+
+
+def test_a_checkpoint_rebuilds_its_head_type_and_older_ones_the_fc_head(tmp_path):
+    model = create_model("mobilenetv2_025", heads={"300w": 68}, input_size=64, head="integral").eval()
+    spec = model_spec(model, "mobilenetv2_025", {"300w": "68"})
+    loaded, payload = load_model(save_checkpoint(tmp_path / "m.pt", model, spec))
+    assert payload["spec"]["head"] == "integral" and loaded.head_type == "integral"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)["300w"], model(x)["300w"], atol=1e-6)
+    older = {k: v for k, v in spec.items() if k != "head"}
+    assert build_model(older).head_type == "fc"
 
 
 def test_each_sample_trains_only_its_own_head():

@@ -303,7 +303,7 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
     from student.report import ab_archs, ab_reports
 
     def row(arch, mode, epochs, nme):
-        return {"arch": arch, "mode": mode, "schedule": {"epochs": epochs, "labelled_limit": None}, "nme": nme,
+        return {"arch": arch, "mode": mode, "schedule": {"epochs": epochs, "head": "fc", "labelled_limit": None}, "nme": nme,
                 "fr10": 1.0, "run": f"{arch}-{mode}-{epochs}"}
 
     rows = [row("shufflenetv2_050", "labels", 16, 6.0), row("shufflenetv2_050", "distill", 16, 5.8),
@@ -322,21 +322,24 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
 def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls():
     from student.report import ab_markdown, ab_reports
 
-    def row(mode, batch, nme, photos=0, epochs=16):
+    def row(mode, batch, nme, photos=0, epochs=16, head="fc"):
         return {"arch": "mobilenetv2_035", "mode": mode, "schedule": {"epochs": epochs, "batch_size": batch,
-                                                                       "labelled_limit": None},
+                                                                       "head": head, "labelled_limit": None},
                 "nme": nme, "fr10": 0.3, "auc10": 0.5, "spearman_conf_error": -0.4, "train_img_per_s": 100.0,
                 "train_wall_seconds": 600.0, "eval_nme_by_epoch": {16: nme}, "run": f"{mode}-{batch}-{photos}-{epochs}",
                 "photos_per_batch": photos if mode == "distill" else None, "labelled_fraction": 0.5,
                 "kd_labelled_weight": 0.25, "teacher": {"sha256": "dfe70da5" * 8}, "teacher_nme": 3.8}
 
     rows = [row("labels", 64, 5.0), row("distill", 64, 4.8, photos=64), row("labels", 128, 4.9),
-            row("labels", 96, 4.7), row("labels", 128, 4.6, epochs=8)]
+            row("labels", 96, 4.7), row("labels", 128, 4.6, epochs=8), row("labels", 64, 4.5, head="integral")]
+    rows[-1]["run"] += "-integral"
     (ab,) = ab_reports(rows, "mobilenetv2_035")
     assert [r["run"] for r in ab["crop_controls"]] == ["labels-128-0-16"]
-    assert ab["labels"]["run"] == "labels-64-0-16" and ab["passed"]
+    assert ab["labels"]["run"] == "labels-64-0-16" and ab["passed"]  # the newer integral-head run is not the A arm
+    assert [r["run"] for r in ab["head_controls"]] == ["labels-64-0-16-integral"]
     table = ab_markdown(ab)
     assert table.count("| labels, batch 128 (control) |") == 2 and "batch 96" not in table
+    assert table.count("| labels, integral head (control) |") == 2
     assert "| distill (B arm) |" in table
 
 

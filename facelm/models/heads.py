@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from facelm.models.layers import conv_bn_act
+
 
 class LandmarkHead(nn.Module):
     """1x1 conv, flatten, linear -> (B, K, 3): x, y crop-normalised (0..1 across the crop) and a confidence logit."""
@@ -30,18 +32,67 @@ class LandmarkHead(nn.Module):
         return torch.cat([xy, out[..., 2:]], dim=-1)
 
 
-class LandmarkNet(nn.Module):
-    """A trunk with one `LandmarkHead` per source; `forward` returns {head name: (B, K, 3)}."""
+def upsample_block(channels: int) -> nn.Sequential:
+    """Nearest x2, then a depthwise 3x3 and a pointwise conv: ops every exporter maps."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_bn_act(channels, channels, 3, groups=channels),
+                         conv_bn_act(channels, channels, 1))
 
-    def __init__(self, trunk: nn.Module, heads: dict[str, int], input_size: int = 112, head_channels: int = 64):
+
+class IntegralHead(nn.Module):
+    """Heatmaps at 4x the trunk's resolution, read out by soft-argmax -> (B, K, 3) like `LandmarkHead`.
+
+    x, y are the expected cell centre under each point's softmax over the heatmap (integral regression, Sun et al.
+    2018), so they are trained by the same coordinate losses. The confidence logit is a second map read at the same
+    weights: the confidence of where the point is predicted to be. `set_mean_shape` adds a broad Gaussian log-prior
+    around the mean shape to the heatmap logits, the counterpart of the FC head starting from the mean shape.
+    """
+
+    prior_sigma = 0.1
+
+    def __init__(self, in_channels: int, feature_hw: int, n_points: int, mid_channels: int = 64):
+        super().__init__()
+        self.n_points = n_points
+        self.decode = nn.Sequential(conv_bn_act(in_channels, mid_channels, 1), upsample_block(mid_channels),
+                                    upsample_block(mid_channels))
+        self.heatmap = nn.Conv2d(mid_channels, n_points, 1)
+        self.confidence = nn.Conv2d(mid_channels, n_points, 1)
+        nn.init.normal_(self.heatmap.weight, std=1e-3)
+        nn.init.zeros_(self.heatmap.bias)
+        side = 4 * feature_hw
+        centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+        gy, gx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("grid", torch.stack([gx.flatten(), gy.flatten()], dim=-1))
+        self.register_buffer("log_prior", torch.zeros(n_points, side * side))
+
+    def set_mean_shape(self, mean_shape: torch.Tensor) -> None:
+        squared = ((self.grid[None] - mean_shape[:, None].to(self.grid)) ** 2).sum(-1)
+        self.log_prior.copy_(-squared / (2 * self.prior_sigma**2))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        maps = self.decode(features)
+        weights = torch.softmax(torch.flatten(self.heatmap(maps), 2) + self.log_prior, dim=-1)
+        xy = torch.matmul(weights, self.grid)
+        confidence = (weights * torch.flatten(self.confidence(maps), 2)).sum(-1, keepdim=True)
+        return torch.cat([xy, confidence], dim=-1)
+
+
+HEADS = {"fc": LandmarkHead, "integral": IntegralHead}
+
+
+class LandmarkNet(nn.Module):
+    """A trunk with one head per source (`HEADS[head]`); `forward` returns {head name: (B, K, 3)}."""
+
+    def __init__(self, trunk: nn.Module, heads: dict[str, int], input_size: int = 112, head_channels: int = 64,
+                 head: str = "fc"):
         super().__init__()
         if not heads:
             raise ValueError("a LandmarkNet needs at least one head")
         self.trunk = trunk
         self.input_size = input_size
+        self.head_type = head
         feature_hw = math.ceil(input_size / trunk.stride)
         self.heads = nn.ModuleDict(
-            {name: LandmarkHead(trunk.out_channels, feature_hw, k, head_channels) for name, k in heads.items()}
+            {name: HEADS[head](trunk.out_channels, feature_hw, k, head_channels) for name, k in heads.items()}
         )
 
     @property
