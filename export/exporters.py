@@ -119,36 +119,46 @@ class _CalibrationReader:
         return next(self.batches, None)
 
 
-def _downstream(start: int, consumers: Callable[[int], list[int]]) -> list[int]:
-    """Every node (by index) reachable from node `start` along `consumers`, start excluded, in visiting order."""
-    seen, queue = {}, consumers(start)
-    while queue:
-        node = queue.pop(0)
-        if node not in seen:
-            seen[node] = None
-            queue.extend(consumers(node))
-    return list(seen)
+def _float_tail(kinds: list[str], inputs: list[list], outputs: list[list], graph_output, names: tuple[str, str, str]
+                ) -> list[int]:
+    """Indices of the ops int8 leaves float, in a graph given as each op's kind, inputs and outputs, with `names` its
+    (concat, add, softmax) kinds: the op producing the graph output and a concat feeding it (DeployModel's mean-shape
+    add; the integral head's concat of points and confidences) and, for an integral head, its soft-argmax read-out:
+    the log-prior add feeding each softmax, the softmax and every op after it. An int8 softmax over a heatmap rounds
+    most cells' weights to zero, and one scale cannot span the log-prior's range."""
+    concat, add, softmax = names
+    producer = {t: i for i, outs in enumerate(outputs) for t in outs}
+    consumers: dict = {}
+    for j, ins in enumerate(inputs):
+        for t in ins:
+            consumers.setdefault(t, []).append(j)
+
+    def feeding(i: int, kind: str) -> list[int]:
+        return [producer[t] for t in inputs[i] if t in producer and kinds[producer[t]] == kind]
+
+    def downstream(i: int) -> list[int]:
+        seen: dict[int, None] = {}
+        queue = [j for t in outputs[i] for j in consumers.get(t, [])]
+        while queue:
+            j = queue.pop(0)
+            if j not in seen:
+                seen[j] = None
+                queue += [k for t in outputs[j] for k in consumers.get(t, [])]
+        return list(seen)
+
+    last = producer[graph_output]
+    tail = [last] + feeding(last, concat)
+    for i in (i for i, kind in enumerate(kinds) if kind == softmax):
+        tail += feeding(i, add) + [i] + downstream(i)
+    return list(dict.fromkeys(tail))
 
 
 def _onnx_float_tail(graph) -> list[str]:
-    """Names of the nodes int8 leaves float: the node producing `landmarks` and a concat feeding it (DeployModel's
-    mean-shape add; the integral head's concat of points and confidences) and, for an integral head, its soft-argmax
-    read-out: the log-prior add feeding each softmax, the softmax and every node after it. An int8 softmax over a
-    heatmap rounds most cells' weights to zero, and one scale cannot span the log-prior's range."""
+    """Names of the nodes int8 leaves float (see `_float_tail`)."""
     nodes = list(graph.node)
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
-
-    def consumers(i: int) -> list[int]:
-        return [j for j, node in enumerate(nodes) if set(node.input) & set(nodes[i].output)]
-
-    def feeding(i: int, op_type: str) -> list[int]:
-        return [producer[t] for t in nodes[i].input if t in producer and nodes[producer[t]].op_type == op_type]
-
-    last = producer["landmarks"]
-    tail = [last] + feeding(last, "Concat")
-    for softmax in (i for i, node in enumerate(nodes) if node.op_type == "Softmax"):
-        tail += feeding(softmax, "Add") + [softmax] + _downstream(softmax, consumers)
-    return [nodes[i].name for i in dict.fromkeys(tail)]
+    tail = _float_tail([n.op_type for n in nodes], [list(n.input) for n in nodes], [list(n.output) for n in nodes],
+                       "landmarks", ("Concat", "Add", "Softmax"))
+    return [nodes[i].name for i in tail]
 
 
 def export_onnx_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
@@ -253,29 +263,18 @@ def export_tflite_fp16(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
 
 
 def _tflite_float_tail(content: bytes) -> list[tuple[str, str]]:
-    """(output tensor name, op) of the ops int8 leaves float, the TFLite counterpart of `_onnx_float_tail`: the op
-    producing the graph output and a concat feeding it, and each softmax with the add feeding it and every op after
-    it. The quantizer's recipe names ops by their output tensor."""
+    """(output tensor name, op) of the ops int8 leaves float (see `_float_tail`): the quantizer's recipe names ops by
+    their output tensor."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
-    ops = model.subgraphs[0].operators
-    tensors = model.subgraphs[0].tensors
+    graph = model.subgraphs[0]
     codes = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    kinds = [codes[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in (model.operatorCodes[op.opcodeIndex] for op in ops)]
-    producer = {tensor: i for i, op in enumerate(ops) for tensor in op.outputs}
-
-    def consumers(i: int) -> list[int]:
-        return [j for j, op in enumerate(ops) if set(op.inputs) & set(ops[i].outputs)]
-
-    def feeding(i: int, kind: str) -> list[int]:
-        return [producer[t] for t in ops[i].inputs if t in producer and kinds[producer[t]] == kind]
-
-    last = producer[model.subgraphs[0].outputs[0]]
-    tail = [last] + feeding(last, "CONCATENATION")
-    for softmax in (i for i, kind in enumerate(kinds) if kind == "SOFTMAX"):
-        tail += feeding(softmax, "ADD") + [softmax] + _downstream(softmax, consumers)
-    return [(tensors[ops[i].outputs[0]].name.decode(), kinds[i]) for i in dict.fromkeys(tail)]
+    kinds = [codes[max(c.builtinCode, c.deprecatedBuiltinCode)]
+             for c in (model.operatorCodes[op.opcodeIndex] for op in graph.operators)]
+    tail = _float_tail(kinds, [list(op.inputs) for op in graph.operators], [list(op.outputs) for op in graph.operators],
+                       graph.outputs[0], ("CONCATENATION", "ADD", "SOFTMAX"))
+    return [(graph.tensors[graph.operators[i].outputs[0]].name.decode(), kinds[i]) for i in tail]
 
 
 def export_tflite_int8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
