@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
 TEACHER_ARGS ?= --source-share 300w=0.8 --epochs 90
-STUDENT_ARGS ?= --batch-size 128 --photos-per-batch 128 --steps-per-epoch 500 --epochs 20
+STUDENT_ARGS ?= --head integral --batch-size 128 --photos-per-batch 128 --steps-per-epoch 500 --epochs 20
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
@@ -72,7 +72,7 @@ gate-refresh: setup
 	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset" --refresh
 
 model-stats: setup
-	$(FACELM) model-stats --time --json docs/results/model_stats.json
+	$(FACELM) model-stats --time --head-type fc integral --json docs/results/model_stats.json
 
 eval: setup
 	$(FACELM) eval $(MODEL_ARG) --data "$(EVAL_DATA)" --report "$(REPORT)"

@@ -34,6 +34,7 @@ from facelm.metrics import landmark_report
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
 from facelm.stage import RELEASED_STUDENT
+from facelm.tracking import face_and_shifted_confidences, fitted_loss_confidence
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -74,6 +75,17 @@ def landmarks_from_detections(landmarker: Landmarker, images: list[np.ndarray], 
     return np.stack([landmarker.from_detection(image, box, calibration, refine)[0] for image, box in zip(images, boxes)])
 
 
+def track_loss_fit(landmarker: Landmarker, images: list[np.ndarray], landmarks: np.ndarray) -> dict:
+    """The tracker's loss-of-track threshold for this model, with the confidences it was fitted from."""
+    on_face, shifted = face_and_shifted_confidences(landmarker, images, landmarks)
+    return {"loss_confidence": fitted_loss_confidence(on_face, shifted), "model": str(landmarker.path),
+            "checkpoint_sha256": landmarker.checkpoint_sha256, "faces": len(on_face),
+            "on_face_p1": float(np.percentile(on_face, 1)), "on_face_p99": float(np.percentile(on_face, 99)),
+            "half_face_shift_median": float(np.median(shifted)),
+            "rule": "halfway between on_face_p1 (eval crops from the labels) and half_face_shift_median (the same "
+                    "crops shifted sideways by half the landmark box side); mean confidence over the points"}
+
+
 def markdown(report: dict) -> str:
     rows = [f"| {name} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} |" for name, r in report["crops"].items()]
     return "\n".join([
@@ -87,15 +99,17 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --data")
     detector = FaceDetector()
     start = time.time()
-    _, fit_gt, fit_boxes, _, fit_total = detected_faces(Path(args.data) / args.fit_split, detector)
+    landmarker = load_landmarker(args.model)
+    fit_images, fit_gt, fit_boxes, _, fit_total = detected_faces(Path(args.data) / args.fit_split, detector)
     calibration = fit_calibration(fit_boxes, fit_gt)
+    track_loss = track_loss_fit(landmarker, fit_images, fit_gt)
     write_calibration(args.out, calibration, {
         "fitted_on": args.fit_split, "faces": fit_total, "detected": len(fit_gt),
         "rule": "landmark box centre = detector centre + (dx, dy) * s; side = scale * s; s = detector box side",
-        **provenance()})
-    print(f"calibration from {len(fit_gt)}/{fit_total} faces of {args.fit_split}: {asdict(calibration)} -> {args.out}")
+        "track_loss": track_loss, **provenance()})
+    print(f"calibration from {len(fit_gt)}/{fit_total} faces of {args.fit_split}: {asdict(calibration)}; track lost "
+          f"below mean confidence {track_loss['loss_confidence']:.3f} for {args.model} -> {args.out}")
 
-    landmarker = load_landmarker(args.model)
     images, gt, boxes, names, total = detected_faces(Path(args.data) / args.test_split, detector)
     scheme = landmarker.scheme
     truth_crops = np.stack([landmarker.from_boxes(image, [points])[0][0] for image, points in zip(images, gt)])

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facelm.contract import read_sidecar
 from facelm.detect import RELEASED_CALIBRATION, BoxCalibration
 from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box
 from facelm.inference import BatchFn, normalised_crops, to_image
+from facelm.runs import file_sha256
 from facelm.schemes import Scheme, get_scheme
 
 
@@ -26,6 +28,7 @@ class Landmarker:
     size: int
     runtime: str
     path: Path
+    checkpoint_sha256: str  # of the .pt, or the one an export was made from (its sidecar): what per-model fits key on
 
     def from_crops(self, image: np.ndarray, matrices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Points (N, K, 2) in image pixels and confidences (N, K) in [0, 1], one face per image-to-crop affine."""
@@ -63,7 +66,12 @@ def load_landmarker(path: Path, head: str | None = None) -> Landmarker:
     from facelm.evaluation import model_batch_fn
 
     run, head, scheme, size, runtime = model_batch_fn(Path(path), head)
-    return Landmarker(run, head, get_scheme(scheme), size, runtime, Path(path))
+    return Landmarker(run, head, get_scheme(scheme), size, runtime, Path(path), checkpoint_sha256(Path(path)))
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """The sha256 of a checkpoint, or of the checkpoint an exported model was made from."""
+    return file_sha256(path) if path.suffix == ".pt" else read_sidecar(path, check_hash=False)["model"]["checkpoint_sha256"]
 
 
 def upright_crop(points: np.ndarray, scheme: Scheme, size: int, scale: float) -> np.ndarray:

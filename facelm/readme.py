@@ -47,7 +47,7 @@ def _student(report: dict) -> str:
     from student.report import STUDENT_MAX_MB
 
     m, cfg, spec = report["metrics"], report["config"]["args"], report["spec"]
-    stats = model_stats(spec["arch"], {"head": 68}, spec["input_size"])
+    stats = model_stats(spec["arch"], {"head": 68}, spec["input_size"], spec.get("head", "fc"))
     bars = [
         (f"NME at most {STUDENT_TARGET_NME}% (dlib's ERT: 2.95% at 99.7 MB)", m["nme"] <= STUDENT_TARGET_NME),
         (f"fp32 weights at most {STUDENT_MAX_MB} MB ({stats['fp32_mb']:.2f} MB)", stats["fp32_mb"] <= STUDENT_MAX_MB),
@@ -59,7 +59,8 @@ def _student(report: dict) -> str:
         "",
         "| model | params | MFLOPs | fp32 MB | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | teacher NME % | train wall |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| `weights/{report['weights']}` ({spec['arch']}, {spec['input_size']} px, {cfg['mode']}, {cfg['epochs']} ep) | "
+        f"| `weights/{report['weights']}` ({spec['arch']}, {spec.get('head', 'fc')} head, {spec['input_size']} px, "
+        f"{cfg['mode']}, {cfg['epochs']} ep) | "
         f"{stats['params'] / 1e6:.2f} M | {2 * stats['mmacs']:.1f} | {stats['fp32_mb']:.2f} | {m['nme']:.3f} | {m['fr10']:.2f} | "
         f"{m['auc10']:.4f} | {format_rho(m['spearman_conf_error'])} | {m['teacher_nme']:.3f} | "
         f"{m['train_wall_seconds'] / 60:.0f} min |",
@@ -92,7 +93,8 @@ def _student_ab(report: dict) -> str:
         labels = f"**{s['labelled_limit']} labelled faces** (a seeded subset), " if s.get("labelled_limit") else ""
         fit = f"\n\n{fit_sentence(ab)}" if "training_fit" in ab else ""
         blocks.append(
-            f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{ab['arch']}`, both arms on this schedule: "
+            f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{ab['arch']}` with the "
+            f"**{s.get('head', 'fc')} head**, both arms on this schedule: "
             f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; augmentation: crop scale "
             f"{s['scale_min']}-{s['scale_max']}, centre jitter {s['jitter']}, rotation +-{s['rotation']} deg, photometric "
             f"{s['photometric']}. Distillation gains "

@@ -22,8 +22,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-CARD_ARGS = ("arch", "mode", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight", "conf_tau",
-             "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
+CARD_ARGS = ("arch", "mode", "head", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight",
+             "conf_tau", "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
              "gt_weight", "kd_weight", "kd_conf_weight", "kd_labelled_weight", "labelled_fraction", "photos_per_batch",
              "steps_per_epoch", "source_share", "device")
 
@@ -96,9 +96,10 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 2-D face landmark {role}, released by `facelm release --run {released_from}`.
 
 - File: `{weights.name}` (fp16 EMA weights, {weights.stat().st_size / 1e6:.1f} MB), sha256 `{file_sha256(weights)}`
-- Architecture: `{spec['arch']}`, input {spec['input_size']}x{spec['input_size']} RGB, heads {json.dumps(spec['heads'])}
-  (head name: landmark scheme). Each head outputs per point `x, y` (crop-normalised, 0..1 across the crop) and a
-  confidence logit (sigmoid = predicted quality, exp(-error / {args['conf_tau']} px) in training).
+- Architecture: `{spec['arch']}`, {spec.get('head', 'fc')} landmark head, input {spec['input_size']}x{spec['input_size']} RGB,
+  heads {json.dumps(spec['heads'])} (head name: landmark scheme). Each head outputs per point `x, y`
+  (crop-normalised, 0..1 across the crop) and a confidence logit
+  (sigmoid = predicted quality, exp(-error / {args['conf_tau']} px) in training).
 - Crop rule: square of side {EVAL_CROP_SCALE} x max(width, height) of the landmark box, centred on it (see `facelm/geometry.py`).
 - Input: RGB, (pixel - mean) / std with ImageNet mean/std (see `facelm/preprocess.py`).
 - Commit: `{config['git_commit']}`, facelm {config['facelm']}, trained {config['time']}.

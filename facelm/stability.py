@@ -26,7 +26,7 @@ from facelm.landmarker import add_model_args, load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
 from facelm.runs import provenance, write_json
 from facelm.schemes import Scheme
-from facelm.tracking import LOSS_CONFIDENCE, OneEuroParams, Tracker, smooth_sequence
+from facelm.tracking import OneEuroParams, Tracker, loss_confidence_for, smooth_sequence
 
 GOAL_NMJ_REDUCTION_PCT = 30.0
 GOAL_NME_COST_POINTS = 0.1
@@ -256,9 +256,10 @@ def main(args: argparse.Namespace) -> dict:
     landmarker = load_landmarker(args.model, args.head)
     settings = ClipSettings()
     detector, calibration = FaceDetector(), read_calibration(args.calibration)
+    loss_confidence = loss_confidence_for(landmarker, args.calibration)
     start = time.time()
     tune_folder = args.data / "300w" / "trainset"
-    tune_clips = track_folder(Tracker(landmarker, detector, calibration, smoothing=None), tune_folder,
+    tune_clips = track_folder(Tracker(landmarker, detector, calibration, None, loss_confidence), tune_folder,
                               landmarker.scheme, args.tune_clips, args.frames, args.seed, settings)
     tune_raw = scores(tune_clips, [c.raw for c in tune_clips], landmarker.scheme)
     grid = grid_results(tune_clips, landmarker.scheme)
@@ -266,7 +267,7 @@ def main(args: argparse.Namespace) -> dict:
     params = OneEuroParams(**chosen["params"]) if chosen else OneEuroParams()
     print(f"tuned on {len(tune_clips)} trainset clips: {params} ({time.time() - start:.0f} s)")
 
-    tracker = Tracker(landmarker, detector, calibration, smoothing=params)
+    tracker = Tracker(landmarker, detector, calibration, params, loss_confidence)
     test_folder = args.data / "300w" / "testset"
     clips = track_folder(tracker, test_folder, landmarker.scheme, args.clips, args.frames, args.seed, settings)
     raw = scores(clips, [c.raw for c in clips], landmarker.scheme)
@@ -277,7 +278,7 @@ def main(args: argparse.Namespace) -> dict:
     report = {
         "model": str(args.model), "runtime": landmarker.runtime, "data": str(test_folder), "clips": len(clips),
         "frames_per_clip": args.frames, "seed": args.seed, "clip_settings": asdict(settings),
-        "calibration": asdict(calibration), "loss_confidence": LOSS_CONFIDENCE,
+        "calibration": asdict(calibration), "loss_confidence": loss_confidence,
         "one_euro": asdict(params), "raw": raw, "smoothed": smooth,
         "goal": {"nmj_reduction_pct": reduction, "nme_cost_points": cost,
                  "met": bool(reduction >= GOAL_NMJ_REDUCTION_PCT and cost <= GOAL_NME_COST_POINTS)},

@@ -27,7 +27,7 @@ from facelm.detect import FaceDetector, read_calibration
 from facelm.draw import draw_face
 from facelm.errors import UserError
 from facelm.landmarker import add_model_args, load_landmarker
-from facelm.tracking import LOSS_CONFIDENCE, OneEuroParams, TrackedFrame, Tracker
+from facelm.tracking import LOSS_CONFIDENCE, OneEuroParams, TrackedFrame, Tracker, loss_confidence_for
 
 FALLBACK_FPS = 30.0  # for containers that do not state a frame rate
 
@@ -51,8 +51,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    default=defaults.confidence_weighted,
                    help="scale each point's min cutoff by its confidence, so unsure points are smoothed harder "
                         f"(default: {'on' if defaults.confidence_weighted else 'off'}, as tuned by facelm stability)")
-    p.add_argument("--loss-confidence", type=float, default=LOSS_CONFIDENCE,
-                   help=f"re-detect when the mean confidence falls below this (default: {LOSS_CONFIDENCE})")
+    p.add_argument("--loss-confidence", type=float, default=None,
+                   help="re-detect when the mean confidence falls below this (default: the threshold fitted for the "
+                        f"model in --calibration by 'facelm calibrate-detector', else {LOSS_CONFIDENCE})")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model and OpenCV (default: 1)")
     return p
 
@@ -117,7 +118,9 @@ def main(args: argparse.Namespace) -> dict:
     capture, fps = open_video(args.video)
     landmarker = load_landmarker(args.model, args.head)
     params = smoothing_params(args)
-    tracker = Tracker(landmarker, FaceDetector(), read_calibration(args.calibration), params, args.loss_confidence)
+    loss_confidence = args.loss_confidence if args.loss_confidence is not None else loss_confidence_for(
+        landmarker, args.calibration)
+    tracker = Tracker(landmarker, FaceDetector(), read_calibration(args.calibration), params, loss_confidence)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +140,7 @@ def main(args: argparse.Namespace) -> dict:
     writer.release()
     track = {"video": str(args.video), "fps": fps, "width": shape[1], "height": shape[0], "model": str(args.model),
              "runtime": landmarker.runtime, "head": landmarker.head, "scheme": landmarker.scheme.name,
-             "one_euro": asdict(params) if params else None, "loss_confidence": args.loss_confidence,
+             "one_euro": asdict(params) if params else None, "loss_confidence": loss_confidence,
              "threads": args.threads, "tracking_fps": len(frames) / seconds, "frames": frames}
     json_out.write_text(json.dumps(track) + "\n")
     with_face = sum(bool(f["faces"]) for f in frames)

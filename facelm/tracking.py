@@ -10,19 +10,24 @@ detector on the first frame and whenever the track is lost (see `Tracker.update`
 """
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from facelm.detect import BoxCalibration, FaceDetector
+from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, FaceDetector
 from facelm.geometry import EVAL_CROP_SCALE, eval_crop_matrix, invert_affine, transform_points
 from facelm.landmarker import Landmarker, upright_crop
 from facelm.schemes import Scheme
 
-# The track is lost when the mean point confidence falls below this. The released student's mean confidence is
+# The track is lost when the mean point confidence falls below a threshold fitted per model by
+# `facelm calibrate-detector` (fitted_loss_confidence): models differ in how confident they are on a face. This is
+# the fallback for a model without a fit, the value fitted by hand for the FC students: their mean confidence was
 # 0.24-0.32 (1st-99th percentile) on faces cropped from their labels, 0.17 with the crop off by half a face and 0.14
-# on noise (measured on 300-W trainset faces), so 0.20 drops a crop that has slipped off the face.
+# on noise (300-W trainset faces).
 LOSS_CONFIDENCE = 0.20
 # ... or when fewer than this fraction of the points lie inside the frame (the face is leaving it).
 MIN_POINTS_IN_FRAME = 0.5
@@ -92,6 +97,37 @@ class OneEuroFilter:
         return self.value.copy()
 
 
+def face_and_shifted_confidences(landmarker: Landmarker, images: list[np.ndarray], landmarks: np.ndarray
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean confidence per face (N,) with the eval crop from its (N, K, 2) landmarks, and with that crop shifted
+    sideways by half the landmark box's side (a track that has slipped half off the face)."""
+    on_face, shifted = [], []
+    for image, points in zip(images, landmarks):
+        side = float((points.max(axis=0) - points.min(axis=0)).max())
+        _, confidence = landmarker.from_boxes(image, [points, points + np.array([side / 2, 0], np.float32)])
+        on_face.append(confidence[0].mean())
+        shifted.append(confidence[1].mean())
+    return np.array(on_face), np.array(shifted)
+
+
+def fitted_loss_confidence(on_face: np.ndarray, shifted: np.ndarray) -> float:
+    """The track-loss threshold for a model: halfway between the 1st percentile of its mean confidence on faces
+    cropped from their labels and the median with the crop half off the face."""
+    return float((np.percentile(on_face, 1) + np.median(shifted)) / 2)
+
+
+def loss_confidence_for(landmarker: Landmarker, calibration: Path = RELEASED_CALIBRATION) -> float:
+    """The track-loss threshold `facelm calibrate-detector` fitted for this model (matched by its checkpoint's
+    sha256) in the calibration file; LOSS_CONFIDENCE, with a note saying how to fit one, for any other model."""
+    fit = json.loads(Path(calibration).read_text()).get("track_loss", {}) if Path(calibration).is_file() else {}
+    if fit.get("checkpoint_sha256") == landmarker.checkpoint_sha256:
+        return float(fit["loss_confidence"])
+    print(f"note: {calibration} has no track-loss threshold fitted for {landmarker.path}; using {LOSS_CONFIDENCE} "
+          f"(run 'facelm calibrate-detector --model {landmarker.path} --out FILE' and pass --calibration FILE)",
+          file=sys.stderr)
+    return LOSS_CONFIDENCE
+
+
 def inter_ocular(points: np.ndarray, scheme: Scheme) -> float:
     """Outer-eye-corner distance in pixels, at least 1 so that a collapsed prediction cannot divide by zero."""
     a, b = scheme.eye_corners
@@ -146,20 +182,21 @@ class Tracker:
 
     Each frame: if a face was tracked in the previous frame, crop with `upright_crop` (centred on its raw landmark
     box, `crop_scale` times its side, eye line levelled) and run the model. The track is lost when the mean confidence
-    is below `loss_confidence` or fewer than MIN_POINTS_IN_FRAME of the points are inside the frame; then (and on the
-    first frame) the detector runs on this same frame, its largest face goes through the calibration to the eval
-    crop, and the result is kept under the same two tests; otherwise the frame has no face. The smoothing filter
-    restarts on every detection, so it never smooths across a jump to a new face.
+    is below `loss_confidence` (by default the one fitted for the model, `loss_confidence_for`) or fewer than
+    MIN_POINTS_IN_FRAME of the points are inside the frame; then (and on the first frame) the detector runs on this
+    same frame, its largest face goes through the calibration to the eval crop, and the result is kept under the
+    same two tests; otherwise the frame has no face. The smoothing filter restarts on every detection, so it never
+    smooths across a jump to a new face.
     """
 
     def __init__(self, landmarker: Landmarker, detector: FaceDetector, calibration: BoxCalibration,
-                 smoothing: OneEuroParams | None = OneEuroParams(), loss_confidence: float = LOSS_CONFIDENCE,
+                 smoothing: OneEuroParams | None = OneEuroParams(), loss_confidence: float | None = None,
                  crop_scale: float = EVAL_CROP_SCALE):
         self.landmarker = landmarker
         self.detector = detector
         self.calibration = calibration
         self.filter = OneEuroFilter(smoothing) if smoothing is not None else None
-        self.loss_confidence = loss_confidence
+        self.loss_confidence = loss_confidence if loss_confidence is not None else loss_confidence_for(landmarker)
         self.crop_scale = crop_scale
         self.previous: np.ndarray | None = None
 

@@ -127,14 +127,20 @@ def latest(rows: list[dict], arch: str, mode: str, schedule: dict | None = None)
 
 def paired_schedules(rows: list[dict], arch: str) -> list[dict]:
     """Schedules on which an arch has both a labels-alone and a distilled run: all labelled faces and the default
-    augmentation first, then longest schedule first (the best-trained pair, and the one a release comes from)."""
+    augmentation first, then longest schedule first, then lowest distilled NME (the best-trained pair, and the one a
+    release comes from)."""
     schedules = []
     for r in rows:
         if r["arch"] == arch and r["mode"] == "labels" and r["schedule"] not in schedules and latest(
                 rows, arch, "distill", r["schedule"]):
             schedules.append(r["schedule"])
     return sorted(schedules, key=lambda s: (s.get("labelled_limit") is not None, not default_augmentation(s),
-                                            -s["epochs"]))
+                                            -s["epochs"], best_distilled_nme(rows, arch, s)))
+
+
+def best_distilled_nme(rows: list[dict], arch: str, schedule: dict) -> float:
+    """The lowest NME of an arch's distilled runs on a schedule."""
+    return min(r["nme"] for r in rows if r["arch"] == arch and r["mode"] == "distill" and r["schedule"] == schedule)
 
 
 @functools.cache
@@ -292,7 +298,7 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
     table = []
     for arch in STUDENTS:
         runs = [r for r in rows if r["arch"] == arch and r["mode"] == "distill" and family_key(r) == key]
-        stats = model_stats(arch, {"head": 68}, schedule["input_size"])
+        stats = model_stats(arch, {"head": 68}, schedule["input_size"], schedule["head"])
         row = min(runs, key=lambda r: r["nme"]) if runs else {"arch": arch, "run": None}
         table.append({**row, "params": stats["params"], "mflops": 2 * stats["mmacs"], "fp32_mb": stats["fp32_mb"]})
     return sorted(table, key=lambda r: r["mflops"])

@@ -343,15 +343,17 @@ def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls()
     assert "| distill (B arm) |" in table
 
 
-def test_ab_schedules_list_the_default_augmentation_first_then_the_longest():
+def test_ab_schedules_list_the_default_augmentation_first_then_the_longest_then_the_best():
     from student.report import paired_schedules
 
-    default = {"epochs": 16, "labelled_limit": None}
-    longer = {"epochs": 20, "labelled_limit": None}
-    light = {"epochs": 30, "labelled_limit": None, "rotation": 10.0, "photometric": 0.5}
-    rows = [{"arch": "mobilenetv2_035", "mode": mode, "schedule": schedule}
-            for schedule in (light, default, longer) for mode in ("labels", "distill")]
-    assert paired_schedules(rows, "mobilenetv2_035") == [longer, default, light]
+    default = {"epochs": 16, "labelled_limit": None, "head": "fc"}
+    longer = {"epochs": 20, "labelled_limit": None, "head": "fc"}
+    longer_integral = {**longer, "head": "integral"}
+    light = {"epochs": 30, "labelled_limit": None, "rotation": 10.0, "photometric": 0.5, "head": "fc"}
+    distilled_nme = {"fc": 4.0, "integral": 3.9}
+    rows = [{"arch": "mobilenetv2_035", "mode": mode, "schedule": schedule, "nme": distilled_nme[schedule["head"]]}
+            for schedule in (light, default, longer, longer_integral) for mode in ("labels", "distill")]
+    assert paired_schedules(rows, "mobilenetv2_035") == [longer_integral, longer, default, light]
 
 
 def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
@@ -373,7 +375,7 @@ def test_families_compare_students_distilled_from_one_teacher():
     from student.report import families_report, families_schedule
 
     def row(arch, sha, nme):
-        return {"arch": arch, "mode": "distill", "schedule": {"epochs": 16, "input_size": 112}, "nme": nme,
+        return {"arch": arch, "mode": "distill", "schedule": {"epochs": 16, "input_size": 112, "head": "fc"}, "nme": nme,
                 "teacher": {"sha256": sha}, "teacher_nme": {"old": 4.5, "new": 3.8}[sha], "run": f"{arch}-{sha}"}
 
     rows = [row("mobilenetv2_025", "old", 5.5), row("mobilenetv2_050", "old", 4.9), row("mobilenetv2_025", "new", 5.0)]

@@ -21,7 +21,15 @@ from facelm.stability import ClipSettings, synthetic_clip
 from facelm.stage import RELEASED_STUDENT
 from facelm.track import get_args_parser as track_parser
 from facelm.track import main as track
-from facelm.tracking import OneEuroFilter, OneEuroParams, Tracker, smooth_sequence
+from facelm.tracking import (
+    LOSS_CONFIDENCE,
+    OneEuroFilter,
+    OneEuroParams,
+    Tracker,
+    fitted_loss_confidence,
+    loss_confidence_for,
+    smooth_sequence,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 30.0
@@ -144,6 +152,34 @@ def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clips
     replayed = smooth_sequence(times, raw.astype(np.float64), np.stack([r.confidence for r in results]),
                                np.array([r.redetected for r in results]), landmarker.scheme, OneEuroParams())
     np.testing.assert_allclose(replayed, smoothed, atol=1e-3)
+
+
+def test_the_loss_threshold_sits_halfway_between_a_face_and_a_crop_half_off_it():
+    on_face = np.linspace(0.40, 0.50, 101)  # 1st percentile 0.401
+    assert fitted_loss_confidence(on_face, np.array([0.1, 0.3, 0.9])) == pytest.approx((0.401 + 0.3) / 2)
+
+
+def test_the_loss_threshold_is_the_one_fitted_for_the_model_else_the_fallback_with_a_note(landmarker, tmp_path,
+                                                                                            capsys):
+    fitted = write_calibration(tmp_path / "fitted.json", CALIBRATION, {"track_loss": {
+        "loss_confidence": 0.37, "checkpoint_sha256": landmarker.checkpoint_sha256}})
+    assert loss_confidence_for(landmarker, fitted) == 0.37
+    assert capsys.readouterr().err == ""
+    other = write_calibration(tmp_path / "other.json", CALIBRATION, {"track_loss": {
+        "loss_confidence": 0.37, "checkpoint_sha256": "another model"}})
+    assert loss_confidence_for(landmarker, other) == LOSS_CONFIDENCE
+    assert "no track-loss threshold fitted for" in capsys.readouterr().err
+
+
+def test_the_released_student_loses_the_track_when_the_face_is_gone(landmarker, face_clips):
+    """The committed calibration holds a threshold fitted for the released student; with it the tracker lets go of a
+    face replaced by noise (the detector finds no face there either), instead of following noise."""
+    assert loss_confidence_for(landmarker) != LOSS_CONFIDENCE
+    frames = face_clips[0][0][:5]
+    noise = [np.random.default_rng(i).integers(0, 256, frames[0].shape, dtype=np.uint8) for i in range(3)]
+    results = tracked(Tracker(landmarker, FaceDetector(), CALIBRATION), frames + noise)
+    assert all(r.found for r in results[:5])
+    assert not any(r.found for r in results[5:])
 
 
 def write_video(path: Path, frames_rgb: list[np.ndarray]) -> Path:
