@@ -63,7 +63,7 @@ export: setup
 	$(FACELM) export --data "$(DATA)" --out $(RUNS)/export $(EXPORT_ARGS)
 
 bench: setup
-	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --json docs/results/bench.json --csv $(RUNS)/bench.csv
+	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
 
 gate: setup
 	$(PY) bench/gate.py --models weights/export --candidate $(RUNS)/export --data "$(DATA)/300w/testset"

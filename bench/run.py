@@ -41,6 +41,7 @@ from bench.measure import (  # noqa: E402
 )
 from bench.table import text_table  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
+from facelm.inference import flip_averaged  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MS = 5.0
@@ -49,6 +50,7 @@ RUNTIME_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", 
 RSS_NOTE = ("peak RSS: the process high-water mark (resource.getrusage) of a fresh subprocess per row, after loading "
             "and timing (before scoring accuracy); +RSS is its rise over the same process just before the load, i.e. "
             "runtime library + model + buffers. load: first load in that process, runtime import included.")
+MIRROR_SUFFIX = " +mirror"
 CSV_COLUMNS = ("time", "host", "cpu", "cores", "os", "python", "runtimes", "model", "file", "format", "precision",
                "runtime", "threads", "runs", "p50_ms", "p90_ms", "min_ms", "within_budget", "load_ms", "size_mb",
                "peak_rss_mb", "rss_increase_mb", "nme", "fr10", "auc10")
@@ -66,6 +68,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20, help="untimed runs first (default: 20)")
     p.add_argument("--json", type=Path, default=None, help="write the rows and the machine to this JSON file")
     p.add_argument("--csv", type=Path, default=None, help="append the rows to this CSV log (created with a header)")
+    p.add_argument("--mirror", action="store_true",
+                   help="also measure every model with test-time mirroring: each face run as it is and mirrored, "
+                        "the points averaged (twice the latency)")
     p.add_argument("--no-peer", action="store_true", help="skip the dlib ERT row even when dlib is installed")
     p.add_argument("--a76-gflops", type=float, default=None,
                    help="sustained GFLOP/s of one Cortex-A76 core for the mobile estimate on x86 (default: 15)")
@@ -89,6 +94,8 @@ def measure(job: dict) -> dict:
         call = dlib_timing_call(predictor)
     else:
         run = load_runtime(Path(job["path"]), job["threads"])
+        if job["mirror"]:
+            run = flip_averaged(run, tuple(job["meta"]["scheme"]["flip_perm"]))
         x = model_input(job["meta"])
         call = lambda: run(x)  # noqa: E731
     row = {"load_ms": (time.perf_counter() - start) * 1e3,
@@ -127,14 +134,16 @@ def run_worker(job: dict) -> dict:
     return result
 
 
-def model_rows(model: Model, threads: list[int], args: argparse.Namespace, skips: list[str]) -> list[dict]:
+def model_rows(model: Model, threads: list[int], args: argparse.Namespace, skips: list[str], mirror: bool = False
+               ) -> list[dict]:
     meta = model.meta
-    info = {"model": model.label, "file": model.path.name, "format": meta["format"], "precision": meta["precision"],
-            "runtime": meta["runtime"], "size_mb": model.size_mb}
+    info = {"model": model.label + (MIRROR_SUFFIX if mirror else ""), "file": model.path.name, "format": meta["format"],
+            "precision": meta["precision"], "runtime": meta["runtime"], "size_mb": model.size_mb, "mirror": mirror}
     rows = []
     for i, count in enumerate(threads):
         job = {"kind": "model", "path": str(model.path), "meta": meta, "threads": count, "warmup": args.warmup,
-               "runs": args.runs, "data": str(args.data) if args.data and i == 0 else None, "scheme": meta["scheme"]["name"]}
+               "runs": args.runs, "data": str(args.data) if args.data and i == 0 else None, "scheme": meta["scheme"]["name"],
+               "mirror": mirror}
         result = run_worker(job)
         if "skipped" in result:
             skips.append(f"skipped {model.path.name}: {result['skipped']}")
@@ -247,6 +256,12 @@ def collect(models: list[Model], threads: list[int], args: argparse.Namespace) -
     if not rows:
         raise UserError(f"{args.models}: no model can run here; " + "; ".join(skips))
     notes += skips
+    if args.mirror:
+        measured = [m for m in models if any(r["file"] == m.path.name for r in rows)]
+        rows += [{**row, "runs": args.runs} for model in measured for row in model_rows(model, threads, args, [], True)]
+        notes.append(f"'{MIRROR_SUFFIX.strip()}' rows: test-time mirroring, each face run as it is and mirrored (two "
+                     "batch-1 runs), the mirrored points renumbered by the sidecar's flip_perm and averaged; twice the "
+                     "mobile estimate")
     if args.no_peer:
         return rows, notes
     if not peer_available():

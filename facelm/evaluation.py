@@ -14,8 +14,8 @@ from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
 from facelm.dataset import decode_all
 from facelm.errors import UserError
-from facelm.inference import BatchFn, predict_faces
-from facelm.metrics import landmark_report
+from facelm.inference import BatchFn, flip_averaged, predict_faces
+from facelm.metrics import landmark_report, reference_report
 from facelm.models import SingleHead
 from facelm.plots import plot_ced
 from facelm.schemes import Scheme, get_scheme
@@ -40,9 +40,9 @@ class EvalSet:
         part.gt = self.gt[indices]
         return part
 
-    def evaluate(self, run_batch: BatchFn, size: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    def evaluate(self, run_batch: BatchFn, size: int, batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
         """The report, plus predicted points (N, K, 2) and confidences (N, K)."""
-        pred, conf = predict_faces(run_batch, self.images, list(self.gt), size)
+        pred, conf = predict_faces(run_batch, self.images, list(self.gt), size, batch_size)
         report = landmark_report(pred, self.gt, self.scheme, conf)
         report["data"] = str(self.path)
         report["crop"] = "ground-truth landmark box, eval crop rule"
@@ -58,6 +58,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, required=True, help="JSON report to write (a CED plot is written beside it)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the checkpoint's first head)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--mirror", action="store_true",
+                   help="average each crop's points with its mirror image's (test-time mirroring, two runs per face)")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="a second model (e.g. the teacher) on the same crops: how far the model's points are from it")
+    p.add_argument("--reference-mirror", action="store_true",
+                   help="mirror-average the reference, as the distillation targets are (student --teacher-flip)")
     return p
 
 
@@ -89,16 +95,40 @@ def model_batch_fn(path: Path, head: str | None) -> tuple[BatchFn, str, str, int
     return run, meta["model"]["head"], meta["scheme"]["name"], meta["model"]["input_size"], meta["runtime"]
 
 
+def compared_to_reference(eval_set: EvalSet, pred: np.ndarray, path: Path, head: str, mirror: bool) -> dict:
+    """The reference model's own NME on the same crops, and how the evaluated points `pred` sit against its points."""
+    run, _, scheme, size, runtime = model_batch_fn(path, head)
+    if scheme != eval_set.scheme.name:
+        raise UserError(f"{path}: head {head!r} is scheme {scheme}, not {eval_set.scheme.name}; pick a reference with "
+                        "the same scheme")
+    if mirror:
+        run = flip_averaged(run, eval_set.scheme.flip_perm)
+        runtime += ", mirrored"
+    _, reference, _ = eval_set.evaluate(run, size)
+    return {"model": str(path), "runtime": runtime, "mirror": mirror,
+            **reference_report(pred, reference, eval_set.gt, eval_set.scheme)}
+
+
 def main(args: argparse.Namespace) -> dict:
     run, head, scheme, size, runtime = model_batch_fn(args.model, args.head)
     eval_set = EvalSet(args.data, get_scheme(scheme))
+    if args.mirror:
+        run = flip_averaged(run, eval_set.scheme.flip_perm)
+        runtime += ", mirrored"
     start = time.time()
-    report, _, _ = eval_set.evaluate(run, size)
-    report.update(model=str(args.model), head=head, runtime=runtime, seconds=time.time() - start)
+    report, pred, _ = eval_set.evaluate(run, size, args.batch_size)
+    report.update(model=str(args.model), head=head, runtime=runtime, mirror=args.mirror, seconds=time.time() - start)
+    if args.reference:
+        report["reference"] = compared_to_reference(eval_set, pred, args.reference, head, args.reference_mirror)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     plot_ced({f"{args.model.name} [{head}, {runtime}]": np.asarray(report["per_image_nme"]) / 100},
              args.report.with_suffix(".ced.png"), title=f"CED on {args.data}")
     print(f"{args.data}: n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
           f"({runtime}) -> {args.report}")
+    if args.reference:
+        ref = report["reference"]
+        print(f"reference {args.reference} ({ref['runtime']}): NME {ref['nme']:.3f}%; the model's points lie "
+              f"{ref['distance']:.3f}% (NME units) from it; the model is closer to the truth on {ref['model_closer_share']:.1f}% "
+              f"of faces; per-face NME correlation {ref['nme_correlation']:.3f}")
     return report

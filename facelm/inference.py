@@ -31,7 +31,8 @@ def normalised_crops(images: list[np.ndarray], matrices: list[np.ndarray], size:
 
 def flip_averaged(run_batch: BatchFn, flip_perm: tuple[int, ...]) -> BatchFn:
     """Test-time mirroring: the mean of the raw outputs on a crop and on its mirror image, renumbered by the
-    scheme's flip permutation (u -> 1 - u across the crop). It makes a teacher's targets steadier and more accurate."""
+    scheme's flip permutation (u -> 1 - u across the crop). Twice the compute for steadier, more accurate points: the
+    teacher's distillation targets, and `--mirror` on any model at inference."""
     perm = list(flip_perm)
 
     def run(batch: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from facelm.contract import read_sidecar
 from facelm.detect import RELEASED_CALIBRATION, BoxCalibration
 from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box
-from facelm.inference import BatchFn, normalised_crops, to_image
+from facelm.inference import BatchFn, flip_averaged, normalised_crops, to_image
 from facelm.runs import file_sha256
 from facelm.schemes import Scheme, get_scheme
 
@@ -58,15 +58,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
                    help=f"checkpoint or exported model with its sidecar (default: {RELEASED_STUDENT})")
     p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: its first)")
+    p.add_argument("--mirror", action="store_true",
+                   help="average each crop's points with its mirror image's (two model runs per face)")
     p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
                    help=f"detector-box-to-crop mapping (default: {RELEASED_CALIBRATION})")
 
 
-def load_landmarker(path: Path, head: str | None = None) -> Landmarker:
+def load_landmarker(path: Path, head: str | None = None, mirror: bool = False) -> Landmarker:
+    """Any checkpoint or exported model; with `mirror`, every crop is run as it is and mirrored, and averaged."""
     from facelm.evaluation import model_batch_fn
 
-    run, head, scheme, size, runtime = model_batch_fn(Path(path), head)
-    return Landmarker(run, head, get_scheme(scheme), size, runtime, Path(path), checkpoint_sha256(Path(path)))
+    run, head, scheme_name, size, runtime = model_batch_fn(Path(path), head)
+    scheme = get_scheme(scheme_name)
+    if mirror:
+        run = flip_averaged(run, scheme.flip_perm)
+        runtime += ", mirrored"
+    return Landmarker(run, head, scheme, size, runtime, Path(path), checkpoint_sha256(Path(path)))
 
 
 def checkpoint_sha256(path: Path) -> str:

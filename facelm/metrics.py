@@ -8,11 +8,24 @@ from facelm.schemes import Scheme
 CED_LIMIT = 0.10
 
 
-def point_errors(pred: np.ndarray, gt: np.ndarray, scheme: Scheme) -> np.ndarray:
-    """(N, K) point errors divided by each image's outer-eye-corner distance."""
+def point_errors(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, other: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) point errors divided by each image's outer-eye-corner distance; with `other`, the distances from `pred`
+    to those points instead of to the ground truth, in the same units."""
     a, b = scheme.eye_corners
     iod = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
-    return np.linalg.norm(pred - gt, axis=-1) / iod[:, None]
+    return np.linalg.norm(pred - (gt if other is None else other), axis=-1) / iod[:, None]
+
+
+def reference_report(pred: np.ndarray, reference: np.ndarray, gt: np.ndarray, scheme: Scheme) -> dict:
+    """A model against another model on the same faces (a student against its teacher's targets): the reference's
+    NME, the model's mean distance to the reference in NME units (percent), the share of faces (percent) where the
+    model is the closer to the ground truth, and the correlation of the two models' per-image NME."""
+    own = point_errors(pred, gt, scheme).mean(axis=1)
+    theirs = point_errors(reference, gt, scheme).mean(axis=1)
+    return {"nme": float(theirs.mean() * 100),
+            "distance": float(point_errors(pred, gt, scheme, other=reference).mean() * 100),
+            "model_closer_share": float((own < theirs).mean() * 100),
+            "nme_correlation": float(np.corrcoef(own, theirs)[0, 1])}
 
 
 def ced_curve(nme: np.ndarray, limit: float = CED_LIMIT, steps: int = 1001) -> tuple[np.ndarray, np.ndarray]:

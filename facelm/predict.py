@@ -71,7 +71,7 @@ def overlay(image: np.ndarray, faces: list[dict]) -> np.ndarray:
 
 def main(args: argparse.Namespace) -> list[dict]:
     paths = image_paths(args.input)
-    landmarker = load_landmarker(args.model, args.head)
+    landmarker = load_landmarker(args.model, args.head, args.mirror)
     calibration = read_calibration(args.calibration)
     detector = FaceDetector(upsample=args.upsample, threshold=args.min_score)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,7 @@ RENDERERS = {
     "detector": (Path("docs/results/detector.json"), _detector),
     "figures": (Path("docs/results/figures.json"), _figures),
     "stability": (Path("docs/results/stability.json"), _stability),
+    "stability-mirror": (Path("docs/results/stability_mirror.json"), _stability),
 }
 
 

@@ -253,7 +253,7 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError("--clips and --tune-clips must be >= 1 and --frames >= 2")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    landmarker = load_landmarker(args.model, args.head)
+    landmarker = load_landmarker(args.model, args.head, args.mirror)
     settings = ClipSettings()
     detector, calibration = FaceDetector(), read_calibration(args.calibration)
     loss_confidence = loss_confidence_for(landmarker, args.calibration)

@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> dict:
     import torch
 
     capture, fps = open_video(args.video)
-    landmarker = load_landmarker(args.model, args.head)
+    landmarker = load_landmarker(args.model, args.head, args.mirror)
     params = smoothing_params(args)
     loss_confidence = args.loss_confidence if args.loss_confidence is not None else loss_confidence_for(
         landmarker, args.calibration)

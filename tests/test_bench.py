@@ -101,6 +101,26 @@ def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w
     assert lines[0].startswith("time,host,cpu") and len(lines) == 1 + len(result["rows"]) + 1
 
 
+def test_bench_mirror_rows_time_and_score_the_mirror_averaged_model(exported, tiny_300w, tmp_path):
+    """--mirror adds a row per model whose accuracy is that of the mirror-averaged model (the same crops, each also
+    run mirrored and averaged via the sidecar's flip_perm), beside the plain row."""
+    from facelm.evaluation import EvalSet
+    from facelm.inference import flip_averaged
+    from facelm.runtimes import load_exported
+
+    assert bench(["--models", str(exported), "--data", str(tiny_300w), "--threads", "1", "--runs", "3", "--warmup", "1",
+                  "--no-peer", "--mirror", "--json", str(tmp_path / "bench.json")]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    rows = {r["mirror"]: r for r in result["rows"]}
+    assert rows[True]["model"] == rows[False]["model"] + " +mirror" and rows[True]["p50_ms"] > 0
+    run, meta = load_exported(exported / MODEL)
+    scheme = get_scheme(meta["scheme"]["name"])
+    expected = EvalSet(tiny_300w, scheme).evaluate(flip_averaged(run, scheme.flip_perm), 64)[0]["nme"]
+    assert rows[True]["accuracy"]["nme"] == pytest.approx(expected, abs=1e-4)
+    assert abs(rows[True]["accuracy"]["nme"] - rows[False]["accuracy"]["nme"]) > 1e-3
+    assert any("test-time mirroring" in note for note in result["notes"])
+
+
 def test_empty_folder_is_an_error(tmp_path, capsys):
     one_line_error(capsys, ["--models", str(tmp_path)], "no exported models")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facelm.metrics import auc_at, landmark_report, point_errors
+from facelm.metrics import auc_at, landmark_report, point_errors, reference_report
 from facelm.schemes import SCHEME_68, SCHEMES, Scheme
 
 
@@ -100,3 +100,17 @@ def test_report_keys_and_units():
     assert report["per_image_nme"] == pytest.approx([5.0, 10.0, 20.0])
     assert 0.0 <= report["auc10"] <= 1.0
     assert all(isinstance(v, float) for v in [report["nme"], report["fr10"], report["auc10"]])
+
+
+def test_reference_report_measures_the_distance_between_two_models_in_nme_units():
+    """A model 1 px right of the truth and a reference 3 px left (iod 10): the reference's NME is 30%, the two are
+    40% apart, and the model is closer to the truth on every face. Then per-face errors of 1-4 px against 3, 3, 3 and
+    1 px: the model is closer on two faces of four (a tie is not closer), and the errors correlate at -3 / sqrt(15)."""
+    gt = faces(4)
+    report = reference_report(shifted(gt, [1, 1, 1, 1]), shifted(gt, [-3, -3, -3, -3]), gt, SCHEME_68)
+    assert report["nme"] == pytest.approx(30.0)
+    assert report["distance"] == pytest.approx(40.0)
+    assert report["model_closer_share"] == pytest.approx(100.0)
+    report = reference_report(shifted(gt, [1, 2, 3, 4]), shifted(gt, [-3, -3, -3, -1]), gt, SCHEME_68)
+    assert report["model_closer_share"] == pytest.approx(50.0)
+    assert report["nme_correlation"] == pytest.approx(-3 / 15 ** 0.5)

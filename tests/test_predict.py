@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def predict_args(input_path: Path, out: Path, **overrides) -> Namespace:
     args = dict(input=input_path, out=out, model=ROOT / RELEASED_STUDENT, head=None,
-                calibration=ROOT / "weights" / "detector_calibration.json", refine=1, min_score=0.0, upsample=1)
+                calibration=ROOT / "weights" / "detector_calibration.json", refine=1, min_score=0.0, upsample=1,
+                mirror=False)
     return Namespace(**{**args, **overrides})
 
 
@@ -79,6 +80,28 @@ def test_predict_on_package_photos(tmp_path):
     assert overlay.shape[:2] == (results["t1"]["height"], results["t1"]["width"])
     on_disk = json.loads((tmp_path / "out" / "astronaut.json").read_text())
     assert on_disk["faces"][0]["box"] == astronaut["box"]
+
+
+def test_mirrored_inference_is_exactly_mirror_symmetric(tmp_path):
+    """With --mirror, a mirrored photo gives the mirror image of the points (renumbered by the flip permutation) to
+    float precision, which the plain model does not: the two views are averaged the same way whichever comes in."""
+    image = cv2.cvtColor(cv2.imread(str(write_sample_photos(tmp_path)[0])), cv2.COLOR_BGR2RGB)
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    box = np.array([[180.0, 80.0], [265.0, 170.0]])
+    flipped_box = np.stack([image.shape[1] - 1 - box[::-1, 0], box[:, 1]], axis=1)
+    perm = list(get_scheme("68").flip_perm)
+
+    def asymmetry(landmarker) -> tuple[float, float]:
+        """Largest pixel and confidence differences between the photo's points and the unmirrored flipped photo's."""
+        points, confidence = landmarker.from_boxes(image, [box])
+        points_f, confidence_f = landmarker.from_boxes(flipped, [flipped_box])
+        unflipped = np.stack([image.shape[1] - 1 - points_f[0][perm, 0], points_f[0][perm, 1]], axis=1)
+        return float(np.abs(unflipped - points[0]).max()), float(np.abs(confidence_f[0][perm] - confidence[0]).max())
+
+    mirrored = asymmetry(load_landmarker(ROOT / RELEASED_STUDENT, mirror=True))
+    plain = asymmetry(load_landmarker(ROOT / RELEASED_STUDENT))
+    assert mirrored[0] < 1e-3 and mirrored[1] < 1e-5
+    assert plain[0] > 0.5
 
 
 def test_an_image_without_a_face_is_an_empty_result(tmp_path):

@@ -33,3 +33,20 @@ def test_release_is_small_and_reproduces_its_card(name, data_root, tmp_path):
     assert report["nme"] == pytest.approx(release["metrics"]["nme"], abs=0.02)  # fp16 weights vs the fp32 run
     assert report["fr10"] == pytest.approx(release["metrics"]["fr10"], abs=0.31)  # at most one face flips
     assert report["spearman_conf_error"] < -0.1  # confidence carries information about the error
+
+
+def test_mirroring_makes_the_released_student_more_accurate_in_pytorch_and_onnx(data_root, tmp_path):
+    """`eval --mirror` (each face run as it is and mirrored, averaged) beats the plain student, and the exported ONNX
+    model mirrored gives the same answer as PyTorch mirrored."""
+    pytest.importorskip("onnxruntime", reason="export toolchain not installed: pip install 'facelm[export]'")
+    from conftest import released_export
+
+    plain = json.loads((ROOT / RELEASED_STUDENT.with_suffix(".json")).read_text())["metrics"]["nme"]
+    mirrored = {}
+    for name, model in (("torch", ROOT / RELEASED_STUDENT), ("onnx", released_export(".onnx"))):
+        report_path = tmp_path / f"{name}.json"
+        assert facelm(["eval", "--model", str(model), "--data", str(data_root / "300w" / "testset"), "--mirror",
+                       "--report", str(report_path)]) == 0
+        mirrored[name] = json.loads(report_path.read_text())
+    assert mirrored["torch"]["mirror"] and mirrored["torch"]["nme"] < plain - 0.05
+    assert mirrored["onnx"]["nme"] == pytest.approx(mirrored["torch"]["nme"], abs=0.005)

@@ -58,6 +58,11 @@ def test_eval_and_release(tiny_300w, trained_run, tmp_path):
     report = json.loads(report_path.read_text())
     assert report["n"] == 12 and report["head"] == "300w" and set(report["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert report_path.with_suffix(".ced.png").is_file()
+    compared = tmp_path / "compared.json"
+    assert facelm(["eval", "--model", str(trained_run / "last.pt"), "--data", str(tiny_300w), "--report", str(compared),
+                   "--reference", str(trained_run / "last.pt")]) == 0
+    itself = json.loads(compared.read_text())["reference"]
+    assert itself["distance"] == pytest.approx(0.0, abs=1e-6) and itself["nme"] == pytest.approx(report["nme"], abs=1e-4)
     assert facelm(["release", "--run", str(trained_run), "--out", str(tmp_path / "weights"),
                    "--docs", str(tmp_path / "docs")]) == 0
     assert (tmp_path / "docs" / "teacher_resnet18_ced.png").is_file()
@@ -77,6 +82,7 @@ def test_eval_and_release(tiny_300w, trained_run, tmp_path):
 def test_user_errors_are_one_line_without_traceback(tiny_300w, tmp_path):
     cases = [
         ["eval", "--model", str(tmp_path / "missing.pt"), "--data", str(tiny_300w), "--report", str(tmp_path / "r.json")],
+        ["eval", "--data", str(tiny_300w), "--report", str(tmp_path / "r.json"), "--reference", str(tmp_path / "gone.pt")],
         ["train-teacher", "--source", f"300w:98:{tiny_300w}", "--out", str(tmp_path)],
         ["train-teacher", "--source", f"300w:68:{tmp_path / 'nope'}", "--out", str(tmp_path)],
         ["train-teacher", "--source", "300w-no-scheme", "--out", str(tmp_path)],
