@@ -186,9 +186,12 @@ def crop_controls(rows: list[dict], arch: str, schedule: dict, variants: list[di
 
 
 def head_controls(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
-    """Runs on the schedule but for the landmark head: what the head alone changes."""
-    return [r for r in rows if r["arch"] == arch and r["schedule"]["head"] != schedule["head"]
-            and r["schedule"] | {"head": schedule["head"]} == schedule]
+    """Runs on the schedule but for the landmark head: what the head alone changes. Of repeated labels-alone runs only
+    the newest, the one that head's own A/B uses."""
+    others = [r for r in rows if r["arch"] == arch and r["schedule"]["head"] != schedule["head"]
+              and r["schedule"] | {"head": schedule["head"]} == schedule]
+    newest_labels = {r["schedule"]["head"]: r for r in others if r["mode"] == "labels"}
+    return [r for r in others if r["mode"] != "labels" or newest_labels[r["schedule"]["head"]] is r]
 
 
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:

@@ -331,12 +331,15 @@ def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls()
                 "kd_labelled_weight": 0.25, "teacher": {"sha256": "dfe70da5" * 8}, "teacher_nme": 3.8}
 
     rows = [row("labels", 64, 5.0), row("distill", 64, 4.8, photos=64), row("labels", 128, 4.9),
-            row("labels", 96, 4.7), row("labels", 128, 4.6, epochs=8), row("labels", 64, 4.5, head="integral")]
-    rows[-1]["run"] += "-integral"
-    (ab,) = ab_reports(rows, "mobilenetv2_035")
+            row("labels", 96, 4.7), row("labels", 128, 4.6, epochs=8), row("labels", 64, 4.5, head="integral"),
+            row("distill", 64, 4.4, photos=64, head="integral"), row("labels", 64, 4.5, head="integral")]
+    for r, suffix in zip(rows[-3:], ("-integral", "-integral", "-integral-rerun")):
+        r["run"] += suffix
+    integral, ab = ab_reports(rows, "mobilenetv2_035")
+    assert integral["labels"]["run"] == "labels-64-0-16-integral-rerun"
     assert [r["run"] for r in ab["crop_controls"]] == ["labels-128-0-16"]
     assert ab["labels"]["run"] == "labels-64-0-16" and ab["passed"]  # the newer integral-head run is not the A arm
-    assert [r["run"] for r in ab["head_controls"]] == ["labels-64-0-16-integral"]
+    assert [r["run"] for r in ab["head_controls"]] == ["distill-64-64-16-integral", "labels-64-0-16-integral-rerun"]
     table = ab_markdown(ab)
     assert table.count("| labels, batch 128 (control) |") == 2 and "batch 96" not in table
     assert table.count("| labels, integral head (control) |") == 2
