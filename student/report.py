@@ -190,8 +190,7 @@ def head_controls(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
     the newest, the one that head's own A/B uses."""
     others = [r for r in rows if r["arch"] == arch and r["schedule"]["head"] != schedule["head"]
               and r["schedule"] | {"head": schedule["head"]} == schedule]
-    newest_labels = {r["schedule"]["head"]: r for r in others if r["mode"] == "labels"}
-    return [r for r in others if r["mode"] != "labels" or newest_labels[r["schedule"]["head"]] is r]
+    return [r for r in others if r["mode"] != "labels" or latest(rows, arch, "labels", r["schedule"]) is r]
 
 
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
