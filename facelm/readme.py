@@ -1,6 +1,6 @@
-"""Fill the README's result blocks from committed reports, so no number in it is typed by hand.
+"""Fill the result blocks of the README and the docs pages from committed reports, so no number in them is typed by hand.
 
-A block is `<!-- results:NAME -->` ... `<!-- /results:NAME -->`; each NAME has one renderer reading one JSON file.
+A block is `<!-- results:NAME -->` ... `<!-- /results:NAME -->`; each NAME has one renderer reading its JSON files.
 """
 from __future__ import annotations
 
@@ -170,50 +170,93 @@ def _stability(report: dict) -> str:
         f"landmarks, {sp['ms_per_detector_frame']:.1f} ms per frame that ran the detector) on {report['machine']['cpu']}."])
 
 
+def _released_row(name: str, card: dict, figures: dict, stats: dict) -> str:
+    spec = card["spec"]
+    stat = next(r for r in stats["rows"] if r["model"] == spec["arch"] and r["head_type"] == spec.get("head", "fc")
+                and r["input_size"] == spec["input_size"])
+    m = figures["models"][name]
+    return (f"| `weights/{card['weights']}` ({spec['arch']}, {spec.get('head', 'fc')} head) | {m['runtime']} | "
+            f"{m['nme']:.3f} | {m['fr10']:.2f} | {stat['fp32_mb']:.2f} (fp32) | {stat['eager_p50_ms']:.2f} (eager) |")
+
+
+def _summary(teacher: dict, student: dict, figures: dict, stats: dict, bench: dict) -> str:
+    """The README's one results table: released models, their exports and the dlib peer, 1-thread latency."""
+    rows = [_released_row(Path(c["weights"]).stem, c, figures, stats) for c in (teacher, student)]
+    rows += [f"| {r['model']} {r['format']} | {r['runtime']} | {r['accuracy']['nme']:.3f} | {r['accuracy']['fr10']:.2f} | "
+             f"{r['size_mb']:.2f} | {r['p50_ms']:.2f} |"
+             for r in bench["rows"] if r["threads"] == 1 and not r.get("mirror") and "accuracy" in r]
+    n = bench["rows"][0]["accuracy"]["n"]
+    return "\n".join([
+        f"NME on `300w/testset` ({n} faces: the HELEN part of the 300-W common subset; the committed reports have no "
+        f"LFPW-part or full-common number yet), eval crop from the ground-truth landmarks (dlib: its own HOG box). "
+        f"Latency: p50 of one face, batch 1, one thread, on {bench['machine']['cpu']} "
+        f"(`docs/results/bench.json`; PyTorch rows: `docs/results/model_stats.json`).", "",
+        "| model | runtime | NME % | FR@10 % | size MB | p50 ms |", "|---|---|---|---|---|---|", *rows])
+
+
 RENDERERS = {
-    "teacher": (RELEASED_TEACHER.with_suffix(".json"), _teacher),
-    "student": (RELEASED_STUDENT.with_suffix(".json"), _student),
-    "ablation": (Path("docs/results/ablation.json"), _ablation),
-    "loader": (Path("docs/results/loader.json"), _loader),
-    "export": (Path("weights/export/export_report.json"), _export),
-    "bench": (Path("docs/results/bench.json"), _bench),
-    "student-ab": (Path("docs/results/student_ab.json"), _student_ab),
-    "student-families": (Path("docs/results/student_families.json"), _student_families),
-    "detector": (Path("docs/results/detector.json"), _detector),
-    "figures": (Path("docs/results/figures.json"), _figures),
-    "stability": (Path("docs/results/stability.json"), _stability),
-    "stability-mirror": (Path("docs/results/stability_mirror.json"), _stability),
+    "summary": ((RELEASED_TEACHER.with_suffix(".json"), RELEASED_STUDENT.with_suffix(".json"),
+                 Path("docs/results/figures.json"), Path("docs/results/model_stats.json"),
+                 Path("docs/results/bench.json")), _summary),
+    "teacher": ((RELEASED_TEACHER.with_suffix(".json"),), _teacher),
+    "student": ((RELEASED_STUDENT.with_suffix(".json"),), _student),
+    "ablation": ((Path("docs/results/ablation.json"),), _ablation),
+    "loader": ((Path("docs/results/loader.json"),), _loader),
+    "export": ((Path("weights/export/export_report.json"),), _export),
+    "bench": ((Path("docs/results/bench.json"),), _bench),
+    "student-ab": ((Path("docs/results/student_ab.json"),), _student_ab),
+    "student-families": ((Path("docs/results/student_families.json"),), _student_families),
+    "detector": ((Path("docs/results/detector.json"),), _detector),
+    "figures": ((Path("docs/results/figures.json"),), _figures),
+    "stability": ((Path("docs/results/stability.json"),), _stability),
+    "stability-mirror": ((Path("docs/results/stability_mirror.json"),), _stability),
 }
 
 
-def render(readme: str, root: Path) -> str:
+def render(text: str, root: Path) -> str:
+    """`text` with every result block refilled from the reports under the repository `root`."""
     def replace(match: re.Match) -> str:
         name = match.group(1)
         if name not in RENDERERS:
-            raise UserError(f"README block results:{name} has no renderer; known: {', '.join(RENDERERS)}")
-        path, renderer = RENDERERS[name]
-        if not (root / path).is_file():
-            body = f"_No report yet: `{path}` is written by the command named above._"
+            raise UserError(f"block results:{name} has no renderer; known: {', '.join(RENDERERS)}")
+        paths, renderer = RENDERERS[name]
+        missing = [path for path in paths if not (root / path).is_file()]
+        if missing:
+            body = f"_No report yet: `{missing[0]}` is written by the command named above._"
         else:
-            body = renderer(json.loads((root / path).read_text()))
+            body = renderer(*(json.loads((root / path).read_text()) for path in paths))
         return f"<!-- results:{name} -->\n{body}\n<!-- /results:{name} -->"
 
-    return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, readme, flags=re.S)
+    return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, text, flags=re.S)
+
+
+def documents(root: Path) -> list[Path]:
+    """The pages whose result blocks `facelm readme` fills: the README and every docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def stale_documents(root: Path) -> list[Path]:
+    """The documents whose result blocks differ from what the committed reports say."""
+    return [path for path in documents(root) if render(path.read_text(), root) != path.read_text()]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm readme", add_help=add_help)
-    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README to update (default: README.md)")
-    p.add_argument("--check", action="store_true", help="exit non-zero if the README is out of date instead of writing")
+    p.add_argument("--root", type=Path, default=Path("."),
+                   help="repository root: fills README.md and docs/*.md there (default: .)")
+    p.add_argument("--check", action="store_true", help="exit non-zero if a page is out of date instead of writing")
     return p
 
 
 def main(args: argparse.Namespace) -> None:
-    text = args.readme.read_text()
-    updated = render(text, args.readme.parent)
     if args.check:
-        if updated != text:
-            raise UserError(f"{args.readme} results are out of date; run 'facelm readme'")
+        stale = stale_documents(args.root)
+        if stale:
+            raise UserError(f"results out of date in {', '.join(map(str, stale))}; run 'make readme'")
         return
-    args.readme.write_text(updated)
-    print(f"updated {args.readme}")
+    for path in documents(args.root):
+        text = path.read_text()
+        updated = render(text, args.root)
+        if updated != text:
+            path.write_text(updated)
+            print(f"updated {path}")

@@ -1,5 +1,5 @@
-"""The committed releases: teacher and student weights reproduce their model cards on the real test faces, and the
-README's result tables are exactly what the committed reports say."""
+"""The committed releases: teacher and student weights reproduce their model cards on the real test faces (the
+README's result tables are checked in test_readme.py)."""
 from __future__ import annotations
 
 import json
@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from facelm.cli import main as facelm
-from facelm.readme import render
 from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = {RELEASED_TEACHER.stem: 25e6, RELEASED_STUDENT.stem: 2e6}  # release -> largest allowed weights file
-
-
-def test_readme_results_match_the_committed_reports():
-    readme = (ROOT / "README.md").read_text()
-    assert render(readme, ROOT) == readme, "README results are stale: run 'make readme'"
 
 
 @pytest.mark.parametrize("name", list(RELEASES))
