@@ -6,7 +6,11 @@ from dataclasses import dataclass
 import albumentations as A
 import numpy as np
 
+from facelm.errors import UserError
 from facelm.geometry import crop_matrix, landmark_box, transform_points, warp_image
+
+
+PHOTOMETRIC_RULE = 2  # recorded in run configs: 2 = `photometric_pipeline` scales every transform, 0 disables
 
 
 @dataclass
@@ -61,16 +65,25 @@ class LightCast(A.ImageOnlyTransform):
         return np.clip(img.astype(np.float32) * mix, 0, 255).astype(np.uint8)
 
 
-def photometric_pipeline(strength: float = 1.0) -> A.Compose:
-    """Brightness/contrast, noise, blur, grey, HSV/RGB shifts and unnatural light casts, on RGB uint8 crops."""
+def photometric_pipeline(strength: float = 1.0) -> A.Compose | None:
+    """Brightness/contrast, noise, blur, grey, HSV/RGB shifts and unnatural light casts, on RGB uint8 crops.
+
+    `strength` scales every transform: the magnitude of those that have one, the probability of grey and blur. 1.0 is
+    the default recipe and 0 means no photometric change at all (None). Runs made before this rule (config without
+    `photometric_rule`) scaled only brightness and contrast."""
+    if strength < 0:
+        raise UserError(f"--photometric {strength}: the strength must be 0 (none) or more")
+    if strength == 0:
+        return None
+    s, p = strength, min(1.0, strength)
     return A.Compose(
         [
-            A.RandomBrightnessContrast(brightness_limit=0.3 * strength, contrast_limit=0.3 * strength, p=0.7),
-            A.HueSaturationValue(10, 20, 15, p=0.3),
-            A.RGBShift(15, 15, 15, p=0.3),
-            LightCast(p=0.15),
-            A.ToGray(p=0.1),
-            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=0.25),
-            A.GaussNoise(std_range=(0.01, 0.05), p=0.25),
+            A.RandomBrightnessContrast(brightness_limit=0.3 * s, contrast_limit=0.3 * s, p=0.7),
+            A.HueSaturationValue(10 * s, 20 * s, 15 * s, p=0.3),
+            A.RGBShift(15 * s, 15 * s, 15 * s, p=0.3),
+            LightCast(strength=(0.3 * p, 0.8 * p), p=0.15),
+            A.ToGray(p=0.1 * p),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=0.25 * p),
+            A.GaussNoise(std_range=(0.01 * s, 0.05 * s), p=0.25),
         ]
     )

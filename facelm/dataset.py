@@ -18,36 +18,54 @@ from facelm.errors import UserError
 from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points, warp_image
 from facelm.preprocess import normalise_crop
 from facelm.schemes import Scheme, get_scheme
+from facelm.splits import HAND_TRAIN, SPLITS, hand_train_paths, in_split
 
 _CV2_DEFAULT_THREADS = cv2.getNumThreads()
 
 
 @dataclass
 class Source:
-    """One annotation source: it trains (and is evaluated on) the head of the same name."""
+    """One annotation source: it trains (and is evaluated on) the head of the same name. It may span several folders
+    of one annotation (HELEN and LFPW under 300-W's), and keep only one split of them (`facelm/splits.py`)."""
 
     name: str
     scheme: Scheme
-    path: Path
+    paths: list[Path]
+    split: str = "all"
+
+    def __post_init__(self) -> None:
+        self.paths = [Path(p) for p in ([self.paths] if isinstance(self.paths, (str, Path)) else self.paths)]
+        if self.split not in SPLITS:
+            raise UserError(f"source {self.name}: split {self.split!r} is not one of {', '.join(SPLITS)}")
 
     @classmethod
     def parse(cls, text: str) -> "Source":
-        """`name:scheme:path`, e.g. `300w:68:/data/300w/trainset`."""
+        """`name:scheme:path[,path...]`, e.g. `300w:68:/data/300w/trainset,/data/lfpw/trainset`."""
         parts = text.split(":", 2)
-        if len(parts) != 3:
-            raise UserError(f"source {text!r}: expected NAME:SCHEME:PATH, e.g. 300w:68:$DATA/300w/trainset")
-        return cls(parts[0], get_scheme(parts[1]), Path(parts[2]))
+        if len(parts) != 3 or not parts[2]:
+            raise UserError(f"source {text!r}: expected NAME:SCHEME:PATH[,PATH...], e.g. 300w:68:$DATA/300w/trainset")
+        return cls(parts[0], get_scheme(parts[1]), [Path(p) for p in parts[2].split(",")])
 
     def spec(self) -> str:
-        return f"{self.name}:{self.scheme.name}:{self.path}"
+        split = "" if self.split == "all" else f" [{self.split} split]"
+        return f"{self.name}:{self.scheme.name}:{','.join(str(p) for p in self.paths)}{split}"
 
 
-def default_teacher_sources(data_root: Path) -> list[Source]:
-    """The two real 68-point sources as separate heads: hand-made 300-W and machine-made ytf68 labels."""
+def default_teacher_sources(data_root: Path, split: str = "train") -> list[Source]:
+    """The real 68-point sources as separate heads: the hand labels (HELEN + LFPW training faces, one annotation, the
+    validation faces held out unless `split` says otherwise) and the machine-made ytf68 labels."""
     return [
-        Source("300w", get_scheme("68"), data_root / "300w" / "trainset"),
-        Source("ytf68", get_scheme("68"), data_root / "ytf68" / "train"),
+        Source("300w", get_scheme("68"), hand_train_paths(data_root) or [data_root / HAND_TRAIN[0]], split),
+        Source("ytf68", get_scheme("68"), [data_root / "ytf68" / "train"]),
     ]
+
+
+def load_samples(paths: list[Path], scheme: Scheme, split: str = "all") -> list[Sample]:
+    """Every face of the folders (or annotation files), in order, that belongs to `split`."""
+    samples = [s for path in paths for s in load_annotations(path, scheme) if in_split(s.image, split)]
+    if not samples:
+        raise UserError(f"{', '.join(str(p) for p in paths)}: no faces in the {split} split")
+    return samples
 
 
 def _looks_truncated(path: Path, data: bytes) -> bool:
@@ -83,10 +101,14 @@ def in_frame_weights(points: np.ndarray, image: np.ndarray) -> np.ndarray:
     return inside.astype(np.float32)
 
 
-def fingerprint_samples(samples: list[Sample], root: Path) -> str:
+def fingerprint_samples(samples: list[Sample], roots: list[Path]) -> str:
+    """sha256 over each face's path (relative to its source folder, so any data root gives the same), file size and
+    label."""
     digest = hashlib.sha256()
+    folders = [r.parent if r.is_file() else r for r in roots]
     for sample in samples:
-        rel = sample.image.relative_to(root) if sample.image.is_relative_to(root) else sample.image
+        root = next((r for r in folders if sample.image.is_relative_to(r)), None)
+        rel = sample.image.relative_to(root) if root is not None else sample.image
         digest.update(str(rel).encode())
         digest.update(str(sample.image.stat().st_size).encode())
         digest.update(np.ascontiguousarray(sample.points, dtype=np.float32).tobytes())
@@ -111,12 +133,13 @@ class LoadedSource:
             "spec": self.source.spec(),
             "n_images": len(self.samples),
             "n_points_masked_out_of_frame": int(sum((w == 0).sum() for w in self.weights)),
-            "sha256": fingerprint_samples(self.samples, self.source.path),
+            "split": self.source.split,
+            "sha256": fingerprint_samples(self.samples, self.source.paths),
         }
 
 
 def load_source(source: Source) -> LoadedSource:
-    samples = load_annotations(source.path, source.scheme)
+    samples = load_samples(source.paths, source.scheme, source.split)
     images = decode_all([s.image for s in samples])
     weights = [in_frame_weights(s.points, img) for s, img in zip(samples, images)]
     return LoadedSource(source, samples, images, weights)

@@ -10,27 +10,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
-from facelm.dataset import decode_all
+from facelm.dataset import decode_all, load_samples
 from facelm.errors import UserError
 from facelm.inference import BatchFn, flip_averaged, predict_faces
 from facelm.metrics import landmark_report, reference_report
 from facelm.models import SingleHead
 from facelm.plots import plot_ced
+from facelm.runs import data_label
 from facelm.schemes import Scheme, get_scheme
 from facelm.stage import RELEASED_STUDENT
 
 
 class EvalSet:
-    """Annotated faces decoded once, so a training run can evaluate every epoch without re-reading files."""
+    """Annotated faces decoded once, so a training run can evaluate every epoch without re-reading files. It may span
+    several folders (the 300-W common test set is HELEN's and LFPW's); reports then give each part too."""
 
-    def __init__(self, path: Path, scheme: Scheme):
-        self.path = Path(path)
+    def __init__(self, paths: Path | list[Path], scheme: Scheme, split: str = "all"):
+        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         self.scheme = scheme
-        self.samples = load_annotations(self.path, scheme)
+        self.split = split
+        per_path = [load_samples([path], scheme, split) for path in self.paths]
+        self.samples = [s for samples in per_path for s in samples]
+        self.part = np.concatenate([np.full(len(samples), i) for i, samples in enumerate(per_path)])
         self.images = decode_all([s.image for s in self.samples])
         self.gt = np.stack([s.points for s in self.samples])
+
+    @property
+    def label(self) -> str:
+        """The folders as cards and tables show them ('300w/testset + lfpw/testset'), with the split if not all."""
+        names = " + ".join(data_label(p) for p in self.paths)
+        return names if self.split == "all" else f"{names} [{self.split} split]"
 
     def take(self, indices: list[int]) -> EvalSet:
         """The same set restricted to some of its faces."""
@@ -38,13 +48,26 @@ class EvalSet:
         part.samples = [self.samples[i] for i in indices]
         part.images = [self.images[i] for i in indices]
         part.gt = self.gt[indices]
+        part.part = self.part[indices]
         return part
+
+    def parts_report(self, pred: np.ndarray, conf: np.ndarray) -> dict[str, dict]:
+        """NME, FR@10 and AUC@10 on each folder's faces."""
+        parts = {}
+        for index, path in enumerate(self.paths):
+            mask = self.part == index
+            if mask.any():
+                report = landmark_report(pred[mask], self.gt[mask], self.scheme, conf[mask])
+                parts[data_label(path)] = {key: report[key] for key in ("n", "nme", "fr10", "auc10")}
+        return parts
 
     def evaluate(self, run_batch: BatchFn, size: int, batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
         """The report, plus predicted points (N, K, 2) and confidences (N, K)."""
         pred, conf = predict_faces(run_batch, self.images, list(self.gt), size, batch_size)
         report = landmark_report(pred, self.gt, self.scheme, conf)
-        report["data"] = str(self.path)
+        report["data"] = self.label
+        if len(self.paths) > 1:
+            report["parts"] = self.parts_report(pred, conf)
         report["crop"] = "ground-truth landmark box, eval crop rule"
         return report, pred, conf
 
@@ -54,7 +77,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 description="Evaluate a checkpoint on a folder in any supported layout.")
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
                    help=f"facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...) (default: {RELEASED_STUDENT})")
-    p.add_argument("--data", type=Path, required=True, help="annotated folder or file (300-W, CSV, WFLW, JD/LaPa)")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="annotated folders or files (300-W, CSV, WFLW, JD/LaPa); several are scored together and each "
+                        "part alone, e.g. DATA/300w/testset DATA/lfpw/testset for 300-W common")
     p.add_argument("--report", type=Path, required=True, help="JSON report to write (a CED plot is written beside it)")
     p.add_argument("--head", default=None, help="head to evaluate (default: the checkpoint's first head)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
@@ -123,8 +148,10 @@ def main(args: argparse.Namespace) -> dict:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     plot_ced({f"{args.model.name} [{head}, {runtime}]": np.asarray(report["per_image_nme"]) / 100},
-             args.report.with_suffix(".ced.png"), title=f"CED on {args.data}")
-    print(f"{args.data}: n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
+             args.report.with_suffix(".ced.png"), title=f"CED on {eval_set.label}")
+    for part, numbers in report.get("parts", {}).items():
+        print(f"  {part}: n={numbers['n']} NME {numbers['nme']:.3f}%  FR@10 {numbers['fr10']:.2f}%  AUC@10 {numbers['auc10']:.4f}")
+    print(f"{eval_set.label}: n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
           f"({runtime}) -> {args.report}")
     if args.reference:
         ref = report["reference"]

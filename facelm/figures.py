@@ -22,7 +22,7 @@ from facelm.plots import (
     tile_grid,
     with_caption,
 )
-from facelm.runs import read_history, write_json
+from facelm.runs import make_run_dir, read_history, write_json
 from facelm.schemes import get_scheme
 from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
@@ -48,9 +48,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="folder of exported models with their sidecars (default: weights/export)")
     p.add_argument("--runs", type=Path, nargs="*", default=[],
                    help="run folders with metrics.jsonl for the training curves (default: the released histories)")
-    p.add_argument("--out", type=Path, default=Path("docs/figures"), help="folder for the PNGs (default: docs/figures)")
-    p.add_argument("--json", type=Path, default=Path("docs/results/figures.json"),
-                   help="the numbers behind the figures (default: docs/results/figures.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for the PNGs; `make figures` passes docs/figures (default: runs/figures/<time>-figures)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="the numbers behind the figures; `make figures` passes docs/results/figures.json "
+                        "(default: figures.json in the --out folder)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test faces")
     p.add_argument("--faces", type=int, default=8, help="worst and best faces shown, each (default: 8)")
     return p
@@ -164,6 +166,8 @@ def main(args: argparse.Namespace) -> dict:
     peer = dlib_report(faces, skipped)
     if peer is not None:
         reports[DLIB_LABEL] = peer
+    args.out = args.out or make_run_dir(Path("runs/figures"), "figures")
+    args.json = args.json or args.out / "figures.json"
     args.out.mkdir(parents=True, exist_ok=True)
     figures = {name: args.out / file for name, file in FIGURES.items()}
 

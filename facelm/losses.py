@@ -76,8 +76,10 @@ def landmark_loss(
     """Masked mean coordinate loss plus BCE of the confidence logit against an error-derived target.
 
     pred (B, K, 3), target (B, K, 2) and weight (B, K): coordinates crop-normalised, weight 0 for unsupervised
-    points. The confidence target uses the detached error, so confidence never pulls on the coordinates.
+    points. The confidence target uses the detached error, so confidence never pulls on the coordinates. The loss is
+    computed in fp32 whatever precision the forward pass ran in.
     """
+    pred = pred.float()
     d = (pred[..., :2] - target) * size
     denom = weight.sum().clamp(min=1.0)
     coord = (coord_loss(d).sum(-1) * weight).sum() / denom
@@ -107,7 +109,7 @@ def distillation_loss(
     student's confidence logit learns c_k by BCE. The teacher is a constant here (no gradient flows into it).
     `sample_weight` (B,) scales each face's share of both terms, e.g. to distil less where ground truth also supervises.
     """
-    teacher = teacher.detach()
+    student, teacher = student.float(), teacher.detach().float()
     confidence = torch.sigmoid(teacher[..., 2])
     per_face = torch.ones_like(confidence[:, :1]) if sample_weight is None else sample_weight[:, None]
     d = (student[..., :2] - teacher[..., :2]) * size

@@ -75,8 +75,8 @@ def jsonable_args(args) -> dict:
 
 def data_label(path: str | Path) -> str:
     """A data folder as cards and tables show it: its last two parts ('300w/testset'), the same under any data root
-    (run configs and reports keep the full path)."""
-    return "/".join(Path(path).parts[-2:])
+    (run configs and reports keep the full path). Several folders joined by ' + ' keep the join."""
+    return " + ".join("/".join(Path(part).parts[-2:]) for part in str(path).split(" + "))
 
 
 def machine() -> dict:

@@ -37,12 +37,22 @@ def run_stage(stage: str, train: Callable[[argparse.Namespace], dict], args: arg
     if data_present:
         train(args)
         return
-    print(f"SKIPPED {stage} training: no data at DATA={args.data} (expected 300w/trainset under it). "
-          f"Set DATA to the data root to train; using the released weights instead.")
+    print(f"SKIPPED {stage} training: DATA is not set. Set DATA to the data root to train (e.g. DATA=../shared/data); "
+          "using the released weights instead.")
     if not args.released.is_file():
         raise UserError(f"no released {stage} at {args.released}; set DATA to train one")
     check_released(args.released)
 
 
-def has_training_data(data: Path | None) -> bool:
-    return data is not None and (Path(data) / "300w" / "trainset").is_dir()
+def has_training_data(data: Path | str | None, needs: str = "300w/trainset") -> bool:
+    """True when the data root holds the data; False when it is unset, the released-weights-only run. A root that is
+    named but missing or without `needs` is a mistake, never a silent skip."""
+    if data is None or str(data) == "":
+        return False
+    if not Path(data).is_dir():
+        raise UserError(f"DATA={data}: no such folder; set DATA to the data root (the folder holding 300w/), or leave it "
+                        "unset to check the released weights only")
+    if not (Path(data) / needs).is_dir():
+        raise UserError(f"DATA={data}: no {needs} under it; set DATA to the data root (see the README's data table), or "
+                        "leave it unset to check the released weights only")
+    return True

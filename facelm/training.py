@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Sampler, WeightedRandomSampler
 
-from facelm.checkpoint import save_checkpoint
+from facelm.checkpoint import read_checkpoint, save_checkpoint
 from facelm.errors import UserError
 from facelm.losses import COORD_LOSSES
 from facelm.models import HEADS
+from facelm.precision import PRECISIONS, autocast, grad_scaler
 
 StepFn = Callable[[dict], tuple[torch.Tensor, dict]]  # batch on device -> (loss, per-part floats)
 EvalFn = Callable[[torch.nn.Module], dict]  # model -> report with nme, fr10, auc10
@@ -50,6 +51,12 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int) -> argparse.Argum
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="forward-pass precision, fp32 master weights: auto picks bf16 on a CPU with native bf16 "
+                        "(avx512_bf16/amx_bf16) or a CUDA GPU with bf16, fp16 on an older GPU, else fp32 (default: auto)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint's weights (trunk, and every head of the same name and size): the "
+                        "second stage of a two-stage recipe (default: random weights)")
     p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--resume", type=Path, default=None, help="resume from a run's last.pt, in that run's folder")
@@ -116,6 +123,14 @@ def restore(checkpoint: dict, model, optimizer, scheduler, ema, log: logging.Log
     return checkpoint["epoch"] + 1, checkpoint["history"]
 
 
+def head_output(model: torch.nn.Module, features: torch.Tensor, head: str) -> torch.Tensor:
+    """One head's (B, K, 3) output in fp32 even inside a bf16/fp16 autocast: the trunk carries the compute, while
+    the heads' read-outs (the mean-shape add, the soft-argmax over cell positions) would round points to about half a
+    pixel in bf16."""
+    with torch.autocast(features.device.type, enabled=False):
+        return model.forward_head(features.float(), head)
+
+
 def batch_to(batch: dict, device: str) -> dict:
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
     moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
@@ -123,18 +138,22 @@ def batch_to(batch: dict, device: str) -> dict:
 
 
 def train_one_epoch(model, ema, loader, optimizer, scheduler, step: StepFn, device: str, max_steps: int | None,
-                    progress: Progress, task) -> dict:
-    """One pass; returns the epoch's mean loss, mean of each reported part, img/s and seconds."""
+                    progress: Progress, task, precision: str = "fp32", scaler: torch.amp.GradScaler | None = None) -> dict:
+    """One pass, the forward pass under `precision`'s autocast; returns the epoch's mean loss, mean of each reported
+    part, img/s and seconds."""
     model.train()
+    scaler = scaler or grad_scaler(precision, device)
     losses, sums, counts, seen, start = [], {}, {}, 0, time.time()
     for index, batch in enumerate(loader):
         if max_steps is not None and index >= max_steps:
             break
         batch = batch_to(batch, device)
-        loss, parts = step(batch)
+        with autocast(precision, device):
+            loss, parts = step(batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss.float()).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
@@ -160,19 +179,21 @@ def skip_trained_draws(loader: DataLoader, epochs: int) -> None:
 
 def fit(model, ema, loader, optimizer, scheduler, step: StepFn, evaluate: EvalFn | None, save: SaveFn, *,
         epochs: int, start_epoch: int, history: list[dict], eval_every: int, device: str, max_steps: int | None,
-        run_dir: Path, log: logging.Logger) -> tuple[list[dict], dict]:
+        run_dir: Path, log: logging.Logger, precision: str = "fp32") -> tuple[list[dict], dict]:
     """Epochs with a progress bar; evaluates the EMA model (if any) every `eval_every` epochs and at the end;
     appends each epoch's row to metrics.jsonl and saves the resumable checkpoint. Returns history and last report."""
     steps = min(len(loader), max_steps or len(loader))
     columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn()]
     report: dict = {}
+    scaler = grad_scaler(precision, device)
     skip_trained_draws(loader, start_epoch)
     with Progress(*columns) as progress:
         for epoch in range(start_epoch, epochs):
             task = progress.add_task("", total=steps, epoch=f"{epoch + 1}/{epochs}")
             row = {"epoch": epoch + 1,
-                   **train_one_epoch(model, ema, loader, optimizer, scheduler, step, device, max_steps, progress, task)}
+                   **train_one_epoch(model, ema, loader, optimizer, scheduler, step, device, max_steps, progress, task,
+                                     precision, scaler)}
             if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
                 eval_model = ema.module if ema is not None else model
                 eval_model.eval()
@@ -186,3 +207,20 @@ def fit(model, ema, loader, optimizer, scheduler, step: StepFn, evaluate: EvalFn
                               if k in ("epoch", "train_loss", "train_img_per_s", "eval_nme", "eval_fr10", "eval_auc10")))
             save(epoch, history)
     return history, report
+
+
+def init_from(model: torch.nn.Module, path: Path, log: logging.Logger) -> None:
+    """Copy a checkpoint's EMA (else plain) weights into `model` wherever a tensor of the same name and shape exists:
+    the trunk, and the heads both share. Heads only the new model has keep their fresh start."""
+    payload = read_checkpoint(path)
+    source = payload.get("ema") or payload["model"]
+    target = model.state_dict()
+    loaded = {k: v.float() if v.is_floating_point() else v for k, v in source.items()
+              if k in target and v.shape == target[k].shape}
+    if not any(k.startswith("trunk.") for k in loaded):
+        raise UserError(f"--init {path}: its trunk ({payload['spec']['arch']}) does not fit this model; pass a "
+                        "checkpoint of the same --arch")
+    model.load_state_dict(loaded, strict=False)
+    fresh = sorted({k.split(".")[1] for k in target if k.startswith("heads.") and k not in loaded})
+    log.info(f"initialised from {path}: {len(loaded)} of {len(target)} tensors"
+             + (f"; heads with a fresh start: {', '.join(fresh)}" if fresh else ""))

@@ -3,21 +3,23 @@ by a starting box and then the teacher's own landmarks, re-cropped until settled
 
 The teacher sees each face once, un-augmented, under the eval crop rule: the view it is most accurate on. Training
 moves its points with the same affine as the student's augmented crop (facelm.dataset.LandmarkCrops), which is
-exact geometry, so the outputs can be cached per (teacher, TTA, image list, boxes): the same teacher on the same
-images gives the same outputs. For unlabelled photos the teacher's points also place the crop, as ground truth
+exact geometry, so the outputs can be cached, keyed by everything they depend on: the teacher's file, head and TTA,
+the images' contents, the boxes, the starting prior, the detector-box calibration and the number of passes. For unlabelled photos the teacher's points also place the crop, as ground truth
 does for labelled faces.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facelm.annotations import IMAGE_SUFFIXES, Sample
 from facelm.dataset import LoadedSource, decode_all
+from facelm.detect import BoxCalibration
 from facelm.errors import UserError
 from facelm.geometry import landmark_box
 from facelm.inference import BatchFn, eval_crops, run_batched, sigmoid, to_image
@@ -65,10 +67,12 @@ def frame_prior(samples: list[Sample], images: list[np.ndarray]) -> np.ndarray:
     return np.median(np.asarray(rows), axis=0)
 
 
-def starting_boxes(folder: UnlabelledFolder, images: list[np.ndarray], prior: np.ndarray | None) -> list[np.ndarray]:
-    """Two-corner boxes (2, 2) to apply the crop rule to before the teacher has looked."""
+def starting_boxes(folder: UnlabelledFolder, images: list[np.ndarray], prior: np.ndarray | None,
+                   calibration: BoxCalibration | None) -> list[np.ndarray]:
+    """Two-corner landmark boxes (2, 2) to apply the crop rule to before the teacher has looked: a folder's detector
+    boxes mapped by the detector's fitted calibration, else the frame prior."""
     if folder.boxes is not None:
-        return [box.reshape(2, 2) for box in folder.boxes]
+        return [calibration.landmark_box(box) for box in folder.boxes]
     if prior is None:
         raise UserError(f"{folder.path}: no boxes.csv and no --prior-source to place the first crop")
     boxes = []
@@ -101,29 +105,44 @@ def teacher_points(run_teacher: BatchFn, images: list[np.ndarray], boxes: list[n
     return outputs, moves
 
 
-def cache_key(teacher_key: str, images: list[Path], boxes: list[np.ndarray] | None = None) -> str:
+def file_digest(path: Path) -> bytes:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError:
+        raise UserError(f"{path}: cannot read image file (missing or unreadable)") from None
+
+
+def cache_key(teacher_key: str, images: list[Path], boxes: list[np.ndarray] | None = None, settings: dict | None = None) -> str:
+    """A digest of everything the cached outputs depend on: the teacher key, each image's name and contents, the boxes
+    and any other `settings` (the starting prior, the box calibration, the pass count)."""
     digest = hashlib.sha256(teacher_key.encode())
+    digest.update(json.dumps(settings or {}, sort_keys=True).encode())
     for path in images:
         digest.update(path.name.encode())
-        digest.update(str(path.stat().st_size).encode())
+        digest.update(file_digest(path))
     for box in boxes or []:
         digest.update(np.ascontiguousarray(box, dtype=np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
 def pseudo_sample_points(folder: UnlabelledFolder, run_teacher: BatchFn, size: int, teacher_key: str,
-                         prior: np.ndarray | None, cache_dir: Path) -> tuple[list[np.ndarray], np.ndarray, dict]:
+                         prior: np.ndarray | None, cache_dir: Path, calibration: BoxCalibration | None,
+                         passes: int = 3) -> tuple[list[np.ndarray], np.ndarray, dict]:
     """Decoded images and the teacher's outputs (N, K, 3) for one unlabelled folder, cached; plus a summary."""
     images = decode_all(folder.images)
-    cache = Path(cache_dir) / f"pseudo-{folder.path.name}-{cache_key(teacher_key, folder.images)}.npz"
+    settings = {"size": size, "passes": passes, "calibration": asdict(calibration) if folder.boxes is not None else None,
+                "prior": None if folder.boxes is not None or prior is None else [float(v) for v in prior]}
+    boxes = None if folder.boxes is None else list(folder.boxes)
+    cache = Path(cache_dir) / f"pseudo-{folder.path.name}-{cache_key(teacher_key, folder.images, boxes, settings)}.npz"
     if cache.exists():
         stored = np.load(cache)
         outputs, moves = stored["outputs"], stored["moves"].tolist()
     else:
-        outputs, moves = teacher_points(run_teacher, images, starting_boxes(folder, images, prior), size)
+        outputs, moves = teacher_points(run_teacher, images, starting_boxes(folder, images, prior, calibration), size,
+                                        passes)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, outputs=outputs, moves=np.asarray(moves))
-    summary = {"path": str(folder.path), "n_images": len(images), "cache": str(cache),
+    summary = {"path": str(folder.path), "n_images": len(images), "cache": str(cache), "start": settings,
                "box_centre_move_per_pass": moves, "mean_teacher_confidence": float(sigmoid(outputs[..., 2]).mean())}
     return images, outputs, summary
 
@@ -132,7 +151,8 @@ def labelled_outputs(loaded: LoadedSource, run_teacher: BatchFn, size: int, teac
     """Teacher outputs (N, K, 3) on the eval-rule crop of each labelled face's ground-truth box, cached."""
     paths = [s.image for s in loaded.samples]
     boxes = [s.points for s in loaded.samples]
-    cache = Path(cache_dir) / f"labelled-{loaded.source.name}-{cache_key(teacher_key, paths, boxes)}.npz"
+    key = cache_key(teacher_key, paths, boxes, {"size": size})
+    cache = Path(cache_dir) / f"labelled-{loaded.source.name}-{key}.npz"
     if cache.exists():
         return np.load(cache)["outputs"]
     outputs = canonical_outputs(run_teacher, loaded.images, boxes, size)

@@ -53,7 +53,8 @@ def run_rows(root: Path) -> list[dict]:
     rows = []
     for metrics_path in sorted(root.glob("*/metrics.json")):
         run = metrics_path.parent
-        args = json.loads((run / "config.json").read_text())["args"]
+        config = json.loads((run / "config.json").read_text())
+        args = config["args"]
         m = json.loads(metrics_path.read_text())
         teacher = json.loads((run / "teacher_fingerprint.json").read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
@@ -62,16 +63,27 @@ def run_rows(root: Path) -> list[dict]:
                      "photos_per_batch": args.get("photos_per_batch") or 0 if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
-                     "schedule": with_head({k: args.get(k) for k in SCHEDULE_ARGS} | {"steps_per_epoch": m["steps_per_epoch"]}),
+                     "schedule": with_recorded_defaults({k: args.get(k) for k in SCHEDULE_ARGS}
+                                                        | {"steps_per_epoch": m["steps_per_epoch"],
+                                                           "photometric_rule": config.get("photometric_rule", 1)}),
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
                      "eval_nme_by_epoch": eval_curve(run)})
     return rows
 
 
-def with_head(schedule: dict) -> dict:
-    """The schedule with its landmark head named: runs made before there was a choice had the FC head."""
-    return schedule | {"head": schedule.get("head") or "fc"}
+def with_recorded_defaults(schedule: dict) -> dict:
+    """The schedule with what older runs did not record: their landmark head (the FC head, before there was a choice)
+    and their photometric rule (1: `--photometric` scaled brightness and contrast only)."""
+    return schedule | {"head": schedule.get("head") or "fc", "photometric_rule": schedule.get("photometric_rule", 1)}
+
+
+def photometric_text(schedule: dict) -> str:
+    """How a schedule's photometric augmentation reads in a report, saying what a strength meant for older runs."""
+    if schedule["photometric"] == 1.0 or schedule.get("photometric_rule", 1) >= 2:
+        return f"photometric {schedule['photometric']}"
+    return (f"photometric {schedule['photometric']} on brightness/contrast only (hue, RGB shift, light cast, grey, "
+            "blur and noise ran at full strength: the option's old rule)")
 
 
 def labelled_share(args: dict) -> float:
@@ -94,7 +106,7 @@ def recorded_rows(out: Path) -> tuple[list[dict], dict[tuple[str, str], dict]]:
         rows |= {r["run"]: {k: v for k, v in r.items() if k not in FAMILY_STATS}
                  for r in json.loads((out / "student_families.json").read_text())["rows"] if r["run"]}
     # JSON turned the epoch keys into strings; rows of runs on disk have them as ints
-    return [r | {"schedule": with_head(r["schedule"]),
+    return [r | {"schedule": with_recorded_defaults(r["schedule"]),
                  "eval_nme_by_epoch": {int(e): v for e, v in r["eval_nme_by_epoch"].items()}} for r in rows.values()], fits
 
 

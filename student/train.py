@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from facelm.annotations import Sample, load_annotations
-from facelm.augment import GeometryConfig
+from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import load_model, model_spec, read_checkpoint
 from facelm.dataset import (
     LandmarkCrops,
@@ -33,6 +33,7 @@ from facelm.dataset import (
     seed_worker,
     set_loader_threads,
 )
+from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, read_calibration
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.inference import flip_averaged
@@ -48,6 +49,7 @@ from facelm.training import (
     epoch_steps,
     fit,
     group_share_sampler,
+    head_output,
     make_optimization,
     restore,
     save_run_checkpoint,
@@ -96,6 +98,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="keep only this many labelled faces per source, a seeded random subset (default: all); for "
                         "A/Bs where the student has too few labels to fit")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
+    p.add_argument("--box-calibration", type=Path, default=RELEASED_CALIBRATION,
+                   help="detector calibration that maps the photos' boxes.csv (dlib HOG boxes) to landmark boxes "
+                        f"(default: {RELEASED_CALIBRATION})")
     add_training_args(p, epochs=16)
     p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
@@ -154,7 +159,7 @@ def unlabelled_source_name(folder: Path) -> str:
 
 
 def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_key: str, prior_path: Path | None,
-                    scheme, cache: Path, log) -> tuple[list[LoadedSource], list[dict]]:
+                    scheme, cache: Path, calibration: BoxCalibration | None, log) -> tuple[list[LoadedSource], list[dict]]:
     """Unlabelled folders as sources with teacher outputs; their points (the teacher's) only place the crop, and
     their label weights are 0."""
     prior = None
@@ -164,7 +169,8 @@ def load_unlabelled(folders: list[Path], teacher_fn, teacher_size: int, teacher_
     loaded, summaries = [], []
     for path in folders:
         folder = read_unlabelled(path)
-        images, outputs, summary = pseudo_sample_points(folder, teacher_fn, teacher_size, teacher_key, prior, cache)
+        images, outputs, summary = pseudo_sample_points(folder, teacher_fn, teacher_size, teacher_key, prior, cache,
+                                                        calibration)
         log.info(f"unlabelled {path}: {len(images)} photos, box-centre move per teacher pass "
                  f"{', '.join(f'{m:.3f}' for m in summary['box_centre_move_per_pass'])}")
         samples = [Sample(image=p, points=out[:, :2]) for p, out in zip(folder.images, outputs)]
@@ -210,7 +216,7 @@ def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coor
                  confidence_mean: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Ground-truth loss where labels exist (label weight 0 elsewhere), plus the distillation loss on the cached
     teacher targets when the batch carries them (distill mode)."""
-    pred = model.forward_head(model.forward_features(batch["image"]), args.teacher_head)
+    pred = head_output(model, model.forward_features(batch["image"]), args.teacher_head)
     k = pred.shape[1]
     gt, parts = landmark_loss(pred, batch["target"][:, :k], batch["weight"][:, :k], args.input_size, coord_loss,
                               args.conf_weight, args.conf_tau)
@@ -238,7 +244,7 @@ def main(args: argparse.Namespace) -> dict:
     scheme = get_scheme(scheme_name)
     teacher_fn = flip_averaged(teacher_plain, scheme.flip_perm) if args.teacher_flip else teacher_plain
     teacher_sha = file_sha256(args.teacher)
-    teacher_key = f"{teacher_sha}-{'flip' if args.teacher_flip else 'plain'}"
+    teacher_key = f"{teacher_sha}-{args.teacher_head}-{'flip' if args.teacher_flip else 'plain'}"
 
     labelled = [labelled_subset(load_source(s), args.labelled_limit, args.seed) for s in labelled_sources(args, scheme_name)]
     resume = read_checkpoint(args.resume) if args.resume else None
@@ -249,7 +255,9 @@ def main(args: argparse.Namespace) -> dict:
     started = time.time()
     for item in labelled:
         item.teacher = labelled_outputs(item, teacher_fn, teacher_size, teacher_key, args.cache)
-    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_key, prior_path, scheme, args.cache, log)
+    calibration = read_calibration(args.box_calibration, "hog") if any((f / "boxes.csv").exists() for f in folders) else None
+    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_key, prior_path, scheme, args.cache,
+                                         calibration, log)
     teacher_seconds = time.time() - started
     log.info(f"teacher targets for {sum(len(i.samples) for i in labelled + unlabelled)} faces in {teacher_seconds:.0f} s "
              f"(cached in {args.cache})")
@@ -264,7 +272,7 @@ def main(args: argparse.Namespace) -> dict:
                            "head": args.teacher_head, "flip_averaged": args.teacher_flip,
                            "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
                            "pseudo_landmarks": pseudo, "kd_confidence_mean": confidence_mean}
-    write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
 

@@ -1,6 +1,6 @@
 """Train the multi-head ResNet teacher: one head per annotation source on a shared trunk.
 
-    facelm train-teacher --data $DATA [--arch resnet18] [--epochs 40] [--loss l1] ...
+    facelm train-teacher --data $DATA [--arch resnet18] [--epochs 50] [--loss l1] ...
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from facelm.augment import GeometryConfig
+from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
 from facelm.cli import name_values
 from facelm.dataset import (
@@ -30,12 +30,16 @@ from facelm.losses import get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
+from facelm.precision import resolve_precision
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
+from facelm.splits import common_test_paths, hand_train_paths
 from facelm.training import (
     add_training_args,
     epoch_steps,
     fit,
     group_share_sampler,
+    head_output,
+    init_from,
     make_optimization,
     restore,
     save_run_checkpoint,
@@ -46,12 +50,22 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm train-teacher", add_help=add_help)
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
     p.add_argument("--source", action="append", default=None,
-                   help="NAME:SCHEME:PATH, repeatable; one head per source (default: 300w and ytf68 under --data)")
+                   help="NAME:SCHEME:PATH[,PATH...], repeatable; one head per source (default: 300w = the HELEN and LFPW "
+                        "training faces, and ytf68, under --data)")
+    p.add_argument("--train-on", default="train", choices=["train", "train+val"],
+                   help="the default 300w source's faces: train holds the validation faces out; train+val retrains a "
+                        "recipe chosen on validation on all of them, and its in-loop eval is then on seen faces "
+                        "(default: train)")
     p.add_argument("--source-share", action="append", default=[], metavar="NAME=SHARE",
                    help="repeatable: source NAME makes SHARE of each epoch's draws (sampled with replacement); the "
                         "other sources share the rest in proportion to their size (default: every face once per epoch)")
-    p.add_argument("--eval-data", type=Path, default=None, help="eval folder (default: DATA/300w/testset)")
-    p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data (default: 300w)")
+    p.add_argument("--eval-data", type=Path, nargs="+", default=None,
+                   help="in-loop eval folders, which every choice is made on (default: the validation split of "
+                        "DATA/300w/trainset and DATA/lfpw/trainset, facelm/splits.py)")
+    p.add_argument("--test-data", type=Path, nargs="+", default=None,
+                   help="test folders, evaluated once when the run ends, for the report only (default: 300-W common, "
+                        "DATA/300w/testset and DATA/lfpw/testset)")
+    p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data and --test-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
     add_training_args(p, epochs=50)
@@ -65,7 +79,18 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
         return [Source.parse(text) for text in args.source]
     if args.data is None:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --source NAME:SCHEME:PATH")
-    return default_teacher_sources(Path(args.data))
+    return default_teacher_sources(Path(args.data), "all" if args.train_on == "train+val" else "train")
+
+
+def eval_sets(args: argparse.Namespace, scheme) -> tuple[EvalSet | None, EvalSet | None]:
+    """The in-loop validation set and the test set: as given, else the fixed splits under --data (None without)."""
+    data = Path(args.data) if args.data else None
+    if args.eval_data:
+        validation = EvalSet(args.eval_data, scheme)
+    else:
+        validation = EvalSet(hand_train_paths(data), scheme, split="val") if data and hand_train_paths(data) else None
+    test_paths = args.test_data or (common_test_paths(data) if data else [])
+    return validation, EvalSet(test_paths, scheme) if test_paths else None
 
 
 def parse_source_shares(texts: list[str], names: list[str]) -> dict[str, float]:
@@ -110,7 +135,7 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
         if not mask.any():
             continue
         k = model.heads[name].n_points
-        pred = model.forward_head(features[mask], name)
+        pred = head_output(model, features[mask], name)
         loss, stats = landmark_loss(
             pred, batch["target"][mask][:, :k], batch["weight"][mask][:, :k], args.input_size, coord_loss,
             args.conf_weight, args.conf_tau,
@@ -126,7 +151,6 @@ def main(args: argparse.Namespace) -> dict:
     set_loader_threads(args.workers)
     torch.manual_seed(args.seed)
     sources = resolve_sources(args)
-    eval_path = args.eval_data or (Path(args.data) / "300w" / "testset" if args.data else None)
     head_names = [s.name for s in sources]
     if args.eval_head not in head_names:
         raise UserError(f"--eval-head {args.eval_head!r} is not one of the sources' heads: {', '.join(head_names)}")
@@ -136,12 +160,15 @@ def main(args: argparse.Namespace) -> dict:
     loaded = [load_source(s) for s in sources]
     fingerprint = data_fingerprint(loaded)
     eval_scheme = next(s.scheme for s in sources if s.name == args.eval_head)
-    eval_set = EvalSet(eval_path, eval_scheme) if eval_path else None
+    eval_set, test_set = eval_sets(args, eval_scheme)
+    precision, why = resolve_precision(args.precision, args.device)
     run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
     log = run_logger(run_dir, "train")
-    if eval_set is not None:
-        fingerprint["eval"] = {"path": str(eval_path), "n_images": len(eval_set.samples)}
-    write_json(run_dir / "config.json", {"args": jsonable_args(args), **provenance()})
+    for key, faces in (("eval", eval_set), ("test", test_set)):
+        if faces is not None:
+            fingerprint[key] = {"paths": [str(p) for p in faces.paths], "split": faces.split, "n_images": len(faces.samples)}
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
+                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     for name, part in fingerprint["sources"].items():
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
@@ -150,6 +177,8 @@ def main(args: argparse.Namespace) -> dict:
                          head=args.head)
     for item in loaded:
         model.heads[item.source.name].set_mean_shape(torch.from_numpy(item.mean_crop_shape(args.input_size)))
+    if args.init:
+        init_from(model, args.init, log)
     model = model.to(args.device).to(memory_format=torch.channels_last)
     spec = model_spec(model, args.arch, {s.name: s.scheme.name for s in sources})
 
@@ -180,20 +209,39 @@ def main(args: argparse.Namespace) -> dict:
         save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
                             data_fingerprint=fingerprint)
 
-    log.info(f"run folder {run_dir}; {len(dataset)} training faces, {steps_per_epoch} steps/epoch, device {args.device}")
+    log.info(f"run folder {run_dir}; {len(dataset)} training faces, {steps_per_epoch} steps/epoch, device {args.device}, "
+             f"precision {precision} ({why})")
+    if eval_set is not None:
+        log.info(f"in-loop eval on {eval_set.label} ({len(eval_set.samples)} faces)"
+                 + ("; these faces are trained on (--train-on train+val)" if args.train_on == "train+val" else ""))
     history, report = fit(model, ema, loader, optimizer, scheduler, step, evaluate_head if eval_set else None, save,
                           epochs=args.epochs, start_epoch=start_epoch, history=history, eval_every=args.eval_every,
-                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log)
+                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log, precision=precision)
 
     plot_training(history, run_dir / "training_curves.png")
+    metrics = {"epochs": args.epochs, "precision": precision,
+               "train_img_per_s": float(np.mean([h["train_img_per_s"] for h in history])),
+               "train_wall_seconds": history[-1]["elapsed_seconds"]}
     if report:
-        plot_ced({f"{args.arch} ({args.eval_head} head)": np.asarray(report["per_image_nme"]) / 100}, run_dir / "ced.png",
-                 title=f"CED on {eval_path}")
-        metrics = {k: v for k, v in report.items() if k != "per_image_nme"}
-        metrics.update(train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
-                       train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs)
-        write_json(run_dir / "metrics.json", metrics)
+        metrics.update({k: v for k, v in report.items() if k != "per_image_nme"})
         write_json(run_dir / "eval_report.json", report)
-        log.info(f"final: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
-                 f"Spearman(conf, err) {format_rho(report['spearman_conf_error'])}")
-    return {"run_dir": str(run_dir), **report}
+        log.info(f"final on {eval_set.label}: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  "
+                 f"AUC@10 {report['auc10']:.4f}  Spearman(conf, err) {format_rho(report['spearman_conf_error'])}")
+    if test_set is not None:
+        test = final_test(ema.module if ema is not None else model, test_set, args, run_dir, log)
+        metrics["test"] = {k: v for k, v in test.items() if k != "per_image_nme"}
+    write_json(run_dir / "metrics.json", metrics)
+    return {"run_dir": str(run_dir), **metrics}
+
+
+def final_test(model: LandmarkNet, test_set: EvalSet, args: argparse.Namespace, run_dir: Path, log) -> dict:
+    """The finished model on the test faces, once, for the report: test_report.json and the CED beside it."""
+    model.eval()
+    report = test_set.evaluate(torch_batch_fn(SingleHead(model, args.eval_head), args.device), args.input_size)[0]
+    write_json(run_dir / "test_report.json", report)
+    plot_ced({f"{args.arch} ({args.eval_head} head)": np.asarray(report["per_image_nme"]) / 100}, run_dir / "ced.png",
+             title=f"CED on {test_set.label}")
+    parts = "  ".join(f"{name} {part['nme']:.3f}%" for name, part in report.get("parts", {}).items())
+    log.info(f"test on {test_set.label}: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  "
+             f"AUC@10 {report['auc10']:.4f}  {parts}")
+    return report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,11 +119,23 @@ def test_source_share_sets_each_heads_share_of_the_batches(tiny_300w, tmp_path):
                   "--epochs", "1") == 0
 
 
+def _stage(*argv: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DATA"}
+    return subprocess.run([sys.executable, "-m", "facelm.cli", *argv], capture_output=True, text=True, env=env)
+
+
 def test_teacher_stage_without_data_says_what_it_skipped(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "facelm.cli", "teacher", "--data", str(tmp_path / "absent"),
-                           "--released", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    proc = _stage("teacher", "--released", str(tmp_path / "none.pt"))
     assert "SKIPPED teacher training" in proc.stdout
     assert proc.returncode == 2 and "no released teacher" in proc.stderr
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student", "export"])
+def test_a_named_but_missing_data_root_is_an_error_never_a_skip(stage, tmp_path):
+    for data in (tmp_path / "typo", tmp_path):  # missing, and a folder without the datasets
+        proc = _stage(stage, "--data", str(data))
+        assert proc.returncode == 2 and "SKIPPED" not in proc.stdout, proc.stdout
+        assert proc.stderr.count("\n") == 1 and f"DATA={data}" in proc.stderr, proc.stderr
 
 
 def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tiny_300w, tmp_path):

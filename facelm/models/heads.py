@@ -45,9 +45,14 @@ class IntegralHead(nn.Module):
     2018), so they are trained by the same coordinate losses. The confidence logit is a second map read at the same
     weights: the confidence of where the point is predicted to be. `set_mean_shape` adds a broad Gaussian log-prior
     around the mean shape to the heatmap logits, the counterpart of the FC head starting from the mean shape.
+
+    A soft-argmax only reaches the span of its cell centres, so the cells span the crop plus `margin` on each side:
+    augmented crops put points at and past the crop's edge (up to about 0.05 of it), and cells only over the crop
+    (reaching [1/32, 31/32] at 112 px) left those targets out of reach at full weight. Checkpoints keep their grid.
     """
 
     prior_sigma = 0.1
+    margin = 0.125
 
     def __init__(self, in_channels: int, feature_hw: int, n_points: int, mid_channels: int = 64):
         super().__init__()
@@ -59,7 +64,7 @@ class IntegralHead(nn.Module):
         nn.init.normal_(self.heatmap.weight, std=1e-3)
         nn.init.zeros_(self.heatmap.bias)
         side = 4 * feature_hw
-        centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+        centres = (torch.arange(side, dtype=torch.float32) + 0.5) / side * (1 + 2 * self.margin) - self.margin
         gy, gx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("grid", torch.stack([gx.flatten(), gy.flatten()], dim=-1))
         self.register_buffer("log_prior", torch.zeros(n_points, side * side))

@@ -1,0 +1,115 @@
+"""Defects that silently changed what a training run means: photometric strength, the integral head's reach,
+mixed precision, the teacher-target cache key, and where the photos' first crops come from."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facelm.augment import photometric_pipeline
+from facelm.detect import BoxCalibration
+from facelm.errors import UserError
+from facelm.models import create_model
+from facelm.precision import autocast, resolve_precision
+from facelm.training import head_output
+from student.pseudo import UnlabelledFolder, cache_key, starting_boxes
+
+
+def _crops(n: int = 32) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(40, 215, (64, 64, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def _mean_change(strength: float) -> float:
+    pipeline = photometric_pipeline(strength)
+    if pipeline is None:
+        return 0.0
+    pipeline.set_random_seed(0)
+    return float(np.mean([np.abs(pipeline(image=c)["image"].astype(float) - c).mean() for c in _crops()]))
+
+
+def test_photometric_strength_zero_changes_nothing_and_strength_scales_every_transform():
+    assert photometric_pipeline(0) is None
+    weak, full = _mean_change(0.25), _mean_change(1.0)
+    assert 0 < weak < 0.5 * full
+    # every transform's magnitude follows the strength, not brightness and contrast alone
+    hue = next(t for t in photometric_pipeline(0.5).transforms if type(t).__name__ == "HueSaturationValue")
+    assert max(abs(v) for v in hue.hue_shift_limit) == pytest.approx(5)
+    with pytest.raises(UserError):
+        photometric_pipeline(-1)
+
+
+def test_the_integral_head_reaches_past_every_edge_of_the_crop():
+    model = create_model("mobilenetv2_035", heads={"300w": 68}, input_size=112, head="integral")
+    grid = model.heads["300w"].grid
+    assert grid.min() < 0 and grid.max() > 1
+
+
+def test_heads_run_in_fp32_inside_a_bf16_autocast():
+    model = create_model("mobilenetv2_035", heads={"300w": 68}, input_size=64, head="integral").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        reference = model(x)["300w"]
+        with autocast("bf16", "cpu"):
+            features = model.forward_features(x)
+            out = head_output(model, features, "300w")
+    assert out.dtype == torch.float32
+    # bf16 trunk features move points a little, but never by the ~1/256 steps of a bf16 read-out
+    assert (out[..., :2] - reference[..., :2]).abs().max() < 0.02
+
+
+def test_auto_precision_picks_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import facelm.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ["avx512_bf16"])
+    assert resolve_precision("auto", "cpu")[0] == "bf16"
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: [])
+    assert resolve_precision("auto", "cpu")[0] == "fp32"
+    assert resolve_precision("bf16", "cpu")[0] == "bf16"
+    with pytest.raises(UserError):
+        resolve_precision("fp16", "cpu")
+
+
+def _image(path: Path, value: int) -> Path:
+    import cv2
+
+    cv2.imwrite(str(path), np.full((16, 16, 3), value, np.uint8))
+    return path
+
+
+def test_the_target_cache_key_follows_everything_the_targets_depend_on(tmp_path):
+    images = [_image(tmp_path / "a.png", 10), _image(tmp_path / "b.png", 20)]
+    boxes = [np.array([1, 2, 10, 12], np.float32), np.array([0, 0, 8, 8], np.float32)]
+    settings = {"size": 112, "passes": 3, "prior": None, "calibration": {"dx": 0, "dy": 0.1, "scale": 1.0}}
+    key = cache_key("sha-300w-flip", images, boxes, settings)
+    assert cache_key("sha-300w-flip", images, boxes, dict(settings)) == key
+    assert cache_key("sha-wflw-flip", images, boxes, settings) != key  # another teacher head
+    assert cache_key("sha-300w-flip", images, [boxes[0] + 1, boxes[1]], settings) != key  # another boxes.csv
+    assert cache_key("sha-300w-flip", images, boxes, settings | {"passes": 2}) != key
+    assert cache_key("sha-300w-flip", images, boxes, settings | {"calibration": {"dx": 0, "dy": 0, "scale": 1}}) != key
+    assert cache_key("sha-300w-flip", images, boxes, settings | {"prior": [0.5, 0.5, 0.4]}) != key
+    size = images[0].stat().st_size
+    _image(images[0], 11)  # same name, same file size, other pixels
+    assert images[0].stat().st_size == size
+    assert cache_key("sha-300w-flip", images, boxes, settings) != key
+
+
+def test_photo_starting_boxes_map_the_detector_box_through_the_calibration(tmp_path):
+    box = np.array([10, 20, 50, 60], np.float32)
+    folder = UnlabelledFolder(tmp_path, [tmp_path / "a.png"], box[None])
+    calibration = BoxCalibration(dx=0.0, dy=0.1, scale=1.2)
+    (start,) = starting_boxes(folder, [np.zeros((80, 80, 3), np.uint8)], None, calibration)
+    np.testing.assert_allclose(start, calibration.landmark_box(box))
+    assert start[:, 1].mean() == pytest.approx(40 + 0.1 * 40)
+
+
+@pytest.mark.parametrize("module", ["facelm.stability", "facelm.figures"])
+def test_reports_never_default_into_committed_folders(module):
+    import importlib
+
+    args = importlib.import_module(module).get_args_parser().parse_args([])
+    for name in ("json", "out"):
+        value = getattr(args, name, None)
+        assert value is None or not str(value).startswith(("docs", "weights")), (name, value)
