@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from facelm.models import SingleHead
 from facelm.plots import plot_ced
 from facelm.runs import data_label
 from facelm.schemes import Scheme, get_scheme
+from facelm.splits import common_test_paths, hand_train_paths
 from facelm.stage import RELEASED_STUDENT
 
 
@@ -70,6 +72,46 @@ class EvalSet:
             report["parts"] = self.parts_report(pred, conf)
         report["crop"] = "ground-truth landmark box, eval crop rule"
         return report, pred, conf
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    """A training stage's `--eval-data` (validation, every choice) and `--test-data` (the report, once)."""
+    p.add_argument("--eval-data", type=Path, nargs="+", default=None,
+                   help="in-loop eval folders, which every choice is made on (default: the validation split of "
+                        "DATA/300w/trainset and DATA/lfpw/trainset, facelm/splits.py)")
+    p.add_argument("--test-data", type=Path, nargs="+", default=None,
+                   help="test folders, evaluated once when the run ends, for the report only (default: 300-W common, "
+                        "DATA/300w/testset and DATA/lfpw/testset)")
+
+
+def eval_sets(args: argparse.Namespace, scheme: Scheme) -> tuple[EvalSet | None, EvalSet | None]:
+    """The in-loop validation set and the test set: as given, else the fixed splits under --data (None without)."""
+    data = Path(args.data) if args.data else None
+    if args.eval_data:
+        validation = EvalSet(args.eval_data, scheme)
+    else:
+        validation = EvalSet(hand_train_paths(data), scheme, split="val") if data and hand_train_paths(data) else None
+    test_paths = args.test_data or (common_test_paths(data) if data else [])
+    return validation, EvalSet(test_paths, scheme) if test_paths else None
+
+
+def test_once(model: torch.nn.Module, test_set: EvalSet, size: int, device: str, run_dir: Path,
+              log: logging.Logger) -> dict:
+    """A finished model (one head, tensor in, tensor out) on the test faces, once, for the report:
+    `test_report.json` and `ced.png` in the run folder."""
+    model.eval()
+    report = test_set.evaluate(torch_batch_fn(model, device), size)[0]
+    (run_dir / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_ced({"final model": np.asarray(report["per_image_nme"]) / 100}, run_dir / "ced.png",
+             title=f"CED on {test_set.label}")
+    parts = "  ".join(f"{name} {part['nme']:.3f}%" for name, part in report.get("parts", {}).items())
+    log.info(f"test on {test_set.label}: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  "
+             f"AUC@10 {report['auc10']:.4f}  {parts}")
+    return report
+
+
+def summary_line(report: dict) -> str:
+    return f"n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}"
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -150,9 +192,8 @@ def main(args: argparse.Namespace) -> dict:
     plot_ced({f"{args.model.name} [{head}, {runtime}]": np.asarray(report["per_image_nme"]) / 100},
              args.report.with_suffix(".ced.png"), title=f"CED on {eval_set.label}")
     for part, numbers in report.get("parts", {}).items():
-        print(f"  {part}: n={numbers['n']} NME {numbers['nme']:.3f}%  FR@10 {numbers['fr10']:.2f}%  AUC@10 {numbers['auc10']:.4f}")
-    print(f"{eval_set.label}: n={report['n']} NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  AUC@10 {report['auc10']:.4f}  "
-          f"({runtime}) -> {args.report}")
+        print(f"  {part}: {summary_line(numbers)}")
+    print(f"{eval_set.label}: {summary_line(report)}  ({runtime}) -> {args.report}")
     if args.reference:
         ref = report["reference"]
         print(f"reference {args.reference} ({ref['runtime']}): NME {ref['nme']:.3f}%; the model's points lie "

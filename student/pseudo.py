@@ -4,8 +4,8 @@ by a starting box and then the teacher's own landmarks, re-cropped until settled
 The teacher sees each face once, un-augmented, under the eval crop rule: the view it is most accurate on. Training
 moves its points with the same affine as the student's augmented crop (facelm.dataset.LandmarkCrops), which is
 exact geometry, so the outputs can be cached, keyed by everything they depend on: the teacher's file, head and TTA,
-the images' contents, the boxes, the starting prior, the detector-box calibration and the number of passes. For unlabelled photos the teacher's points also place the crop, as ground truth
-does for labelled faces.
+the images' contents, the boxes, the starting prior, the detector-box calibration and the number of passes. For
+unlabelled photos the teacher's points also place the crop, as ground truth does for labelled faces.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from facelm.dataset import LoadedSource, decode_all
 from facelm.detect import BoxCalibration
 from facelm.errors import UserError
 from facelm.geometry import landmark_box
-from facelm.inference import BatchFn, eval_crops, run_batched, sigmoid, to_image
+from facelm.inference import BatchFn, sigmoid
+from facelm.labellers import canonical_outputs, mapped_boxes, settled_outputs
 
 BOX_COLUMNS = ["image", "x0", "y0", "x1", "y1"]
 
@@ -72,7 +73,7 @@ def starting_boxes(folder: UnlabelledFolder, images: list[np.ndarray], prior: np
     """Two-corner landmark boxes (2, 2) to apply the crop rule to before the teacher has looked: a folder's detector
     boxes mapped by the detector's fitted calibration, else the frame prior."""
     if folder.boxes is not None:
-        return [calibration.landmark_box(box) for box in folder.boxes]
+        return mapped_boxes(folder.boxes, calibration)
     if prior is None:
         raise UserError(f"{folder.path}: no boxes.csv and no --prior-source to place the first crop")
     boxes = []
@@ -81,28 +82,6 @@ def starting_boxes(folder: UnlabelledFolder, images: list[np.ndarray], prior: np
         cx, cy, half = prior[0] * w, prior[1] * h, prior[2] * min(h, w) / 2
         boxes.append(np.array([[cx - half, cy - half], [cx + half, cy + half]], np.float32))
     return boxes
-
-
-def canonical_outputs(run_teacher: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
-    """Teacher outputs (N, K, 3) on the eval-rule crop of each box: x, y in image pixels and the confidence logit."""
-    crops, matrices = eval_crops(images, boxes, size)
-    raw = run_batched(run_teacher, crops)
-    points, _ = to_image(raw, matrices, size)
-    return np.concatenate([points, raw[..., 2:]], axis=-1).astype(np.float32)
-
-
-def teacher_points(run_teacher: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int,
-                   passes: int = 3) -> tuple[np.ndarray, list[float]]:
-    """Teacher outputs (N, K, 3) after re-cropping on its own landmarks `passes` times, and per pass the median
-    box-centre move as a fraction of the box."""
-    moves, current = [], boxes
-    for _ in range(passes):
-        outputs = canonical_outputs(run_teacher, images, current, size)
-        before = np.array([landmark_box(b.reshape(-1, 2)) for b in current])
-        after = np.array([landmark_box(p) for p in outputs[..., :2]])
-        moves.append(float(np.median(np.linalg.norm(after[:, :2] - before[:, :2], axis=1) / np.maximum(after[:, 2], 1.0))))
-        current = list(outputs[..., :2])
-    return outputs, moves
 
 
 def file_digest(path: Path) -> bytes:
@@ -138,8 +117,8 @@ def pseudo_sample_points(folder: UnlabelledFolder, run_teacher: BatchFn, size: i
         stored = np.load(cache)
         outputs, moves = stored["outputs"], stored["moves"].tolist()
     else:
-        outputs, moves = teacher_points(run_teacher, images, starting_boxes(folder, images, prior, calibration), size,
-                                        passes)
+        outputs, moves = settled_outputs(run_teacher, images, starting_boxes(folder, images, prior, calibration), size,
+                                         passes)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, outputs=outputs, moves=np.asarray(moves))
     summary = {"path": str(folder.path), "n_images": len(images), "cache": str(cache), "start": settings,

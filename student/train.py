@@ -35,7 +35,7 @@ from facelm.dataset import (
 )
 from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, read_calibration
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.evaluation import add_eval_args, eval_sets, test_once, torch_batch_fn
 from facelm.inference import flip_averaged
 from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
@@ -43,6 +43,7 @@ from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.plots import plot_ced, plot_training
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.schemes import get_scheme
+from facelm.splits import hand_train_paths
 from facelm.stage import RELEASED_TEACHER
 from facelm.training import (
     add_training_args,
@@ -70,12 +71,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--mode", default="distill", choices=["distill", "labels"],
                    help="distill: ground truth + teacher, unlabelled photos too; labels: ground truth alone (default: distill)")
     p.add_argument("--labelled", action="append", default=None,
-                   help="NAME:SCHEME:PATH of labelled faces, repeatable (default: 300w:68:DATA/300w/trainset)")
+                   help="NAME:SCHEME:PATH[,PATH...] of labelled faces, repeatable (default: the training split of "
+                        "DATA/300w/trainset and DATA/lfpw/trainset, validation faces held out)")
     p.add_argument("--unlabelled", action="append", type=Path, default=None,
                    help=f"folder of unlabelled photos, repeatable (default: {', '.join(UNLABELLED_DEFAULTS)} under DATA)")
     p.add_argument("--prior-source", type=Path, default=None,
                    help="labelled frames that place first crops in box-less folders (default: DATA/ytf68/train)")
-    p.add_argument("--eval-data", type=Path, default=None, help="eval folder (default: DATA/300w/testset)")
+    add_eval_args(p)
     p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=True,
                    help="teacher targets are the mean of the crop and its mirror image (default: on)")
     p.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth loss (default: 1.0)")
@@ -111,7 +113,7 @@ def labelled_sources(args: argparse.Namespace, scheme_name: str) -> list[Source]
     if args.labelled:
         sources = [Source.parse(text) for text in args.labelled]
     elif args.data is not None:
-        sources = [Source.parse(f"300w:{scheme_name}:{Path(args.data) / '300w' / 'trainset'}")]
+        sources = [Source("300w", get_scheme(scheme_name), hand_train_paths(Path(args.data)), "train")]
     else:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --labelled and --unlabelled")
     for source in sources:
@@ -261,8 +263,7 @@ def main(args: argparse.Namespace) -> dict:
     teacher_seconds = time.time() - started
     log.info(f"teacher targets for {sum(len(i.samples) for i in labelled + unlabelled)} faces in {teacher_seconds:.0f} s "
              f"(cached in {args.cache})")
-    eval_path = args.eval_data or (Path(args.data) / "300w" / "testset" if args.data else None)
-    eval_set = EvalSet(eval_path, scheme) if eval_path else None
+    eval_set, test_set = eval_sets(args, scheme)
 
     sources = labelled + unlabelled if args.mode == "distill" else labelled
     confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
@@ -327,13 +328,17 @@ def main(args: argparse.Namespace) -> dict:
     targets_report = eval_set.evaluate(teacher_fn, teacher_size)[0]
     plot_ced({f"student {args.arch} ({args.mode})": np.asarray(report["per_image_nme"]) / 100,
               f"teacher {teacher_payload['spec']['arch']}": np.asarray(teacher_report["per_image_nme"]) / 100},
-             run_dir / "ced.png", title=f"CED on {eval_path}")
+             run_dir / "ced.png", title=f"CED on {eval_set.label}")
     metrics = {key: value for key, value in report.items() if key != "per_image_nme"}
     metrics.update(mode=args.mode, arch=args.arch, teacher_nme=teacher_report["nme"],
                    teacher_fr10=teacher_report["fr10"], teacher_auc10=teacher_report["auc10"],
                    teacher_targets_nme=targets_report["nme"], teacher_seconds=teacher_seconds,
                    train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
                    train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs, steps_per_epoch=steps_per_epoch)
+    if test_set is not None:
+        test = test_once(SingleHead(ema.module if ema is not None else model, args.teacher_head), test_set,
+                         args.input_size, args.device, run_dir, log)
+        metrics["test"] = {k: v for k, v in test.items() if k != "per_image_nme"}
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "eval_report.json", report)
     log.info(f"final: NME {report['nme']:.3f}% (teacher {teacher_report['nme']:.3f}%)  FR@10 {report['fr10']:.2f}%  "

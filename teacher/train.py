@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 
 from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
@@ -24,15 +25,15 @@ from facelm.dataset import (
     seed_worker,
     set_loader_threads,
 )
+from facelm.distributed import RankShare, close_distributed, data_parallel, init_distributed, per_rank_batch, world_from_env
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.evaluation import add_eval_args, eval_sets, test_once, torch_batch_fn
 from facelm.losses import get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
-from facelm.plots import plot_ced, plot_training
+from facelm.plots import plot_training
 from facelm.precision import resolve_precision
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
-from facelm.splits import common_test_paths, hand_train_paths
 from facelm.training import (
     add_training_args,
     epoch_steps,
@@ -59,12 +60,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--source-share", action="append", default=[], metavar="NAME=SHARE",
                    help="repeatable: source NAME makes SHARE of each epoch's draws (sampled with replacement); the "
                         "other sources share the rest in proportion to their size (default: every face once per epoch)")
-    p.add_argument("--eval-data", type=Path, nargs="+", default=None,
-                   help="in-loop eval folders, which every choice is made on (default: the validation split of "
-                        "DATA/300w/trainset and DATA/lfpw/trainset, facelm/splits.py)")
-    p.add_argument("--test-data", type=Path, nargs="+", default=None,
-                   help="test folders, evaluated once when the run ends, for the report only (default: 300-W common, "
-                        "DATA/300w/testset and DATA/lfpw/testset)")
+    add_eval_args(p)
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data and --test-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
@@ -80,17 +76,6 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
     if args.data is None:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --source NAME:SCHEME:PATH")
     return default_teacher_sources(Path(args.data), "all" if args.train_on == "train+val" else "train")
-
-
-def eval_sets(args: argparse.Namespace, scheme) -> tuple[EvalSet | None, EvalSet | None]:
-    """The in-loop validation set and the test set: as given, else the fixed splits under --data (None without)."""
-    data = Path(args.data) if args.data else None
-    if args.eval_data:
-        validation = EvalSet(args.eval_data, scheme)
-    else:
-        validation = EvalSet(hand_train_paths(data), scheme, split="val") if data and hand_train_paths(data) else None
-    test_paths = args.test_data or (common_test_paths(data) if data else [])
-    return validation, EvalSet(test_paths, scheme) if test_paths else None
 
 
 def parse_source_shares(texts: list[str], names: list[str]) -> dict[str, float]:
@@ -116,14 +101,14 @@ def source_shares(sizes: dict[str, int], named: dict[str, float]) -> list[float]
 
 
 def epoch_sampling(group_sizes: list[int], shares: list[float] | None, batch_size: int, steps_per_epoch: int | None,
-                   seed: int) -> dict:
-    """DataLoader sampling options for one epoch: each face once, shuffled, unless shares or a step count are set;
-    then `steps_per_epoch * batch_size` draws with replacement (by the shares, else uniform)."""
+                   seed: int) -> Sampler:
+    """One epoch's draws: each face once, shuffled, unless shares or a step count are set; then
+    `steps_per_epoch * batch_size` draws with replacement (by the shares, else uniform)."""
     n = sum(group_sizes)
     draws = epoch_steps(steps_per_epoch, n // batch_size) * batch_size
     if shares is None and steps_per_epoch is None:
-        return {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
-    return {"sampler": group_share_sampler(group_sizes, shares or [g / n for g in group_sizes], draws, seed)}
+        return RandomSampler(range(n), generator=torch.Generator().manual_seed(seed))
+    return group_share_sampler(group_sizes, shares or [g / n for g in group_sizes], draws, seed)
 
 
 def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args, coord_loss) -> tuple[torch.Tensor, dict]:
@@ -146,6 +131,8 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
 
 
 def main(args: argparse.Namespace) -> dict:
+    ranks = world_from_env()
+    per_rank_batch(args.batch_size, ranks)
     if args.threads:
         torch.set_num_threads(args.threads)
     set_loader_threads(args.workers)
@@ -160,9 +147,13 @@ def main(args: argparse.Namespace) -> dict:
     loaded = [load_source(s) for s in sources]
     fingerprint = data_fingerprint(loaded)
     eval_scheme = next(s.scheme for s in sources if s.name == args.eval_head)
-    eval_set, test_set = eval_sets(args, eval_scheme)
+    args.device = init_distributed(args.device, ranks)
+    eval_set, test_set = eval_sets(args, eval_scheme) if ranks.main else (None, None)
     precision, why = resolve_precision(args.precision, args.device)
-    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
+    if ranks.main:
+        run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
+    else:  # rank 0 alone writes the run folder
+        run_dir = Path(tempfile.mkdtemp(prefix=f"facelm-rank{ranks.rank}-"))
     log = run_logger(run_dir, "train")
     for key, faces in (("eval", eval_set), ("test", test_set)):
         if faces is not None:
@@ -185,14 +176,15 @@ def main(args: argparse.Namespace) -> dict:
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
     dataset = LandmarkCrops(loaded, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
     sizes = {item.source.name: len(item.samples) for item in loaded}
-    sampling = epoch_sampling(list(sizes.values()), source_shares(sizes, shares) if args.source_share else None,
-                              args.batch_size, args.steps_per_epoch, args.seed)
+    sampler = epoch_sampling(list(sizes.values()), source_shares(sizes, shares) if args.source_share else None,
+                             args.batch_size, args.steps_per_epoch, args.seed)
     loader = DataLoader(
-        dataset, batch_size=args.batch_size, drop_last=True, num_workers=args.workers,
-        worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0, **sampling,
+        dataset, batch_sampler=RankShare(BatchSampler(sampler, args.batch_size, drop_last=True), ranks),
+        num_workers=args.workers, worker_init_fn=seed_worker if args.workers else None,
+        persistent_workers=args.workers > 0,
     )
     if args.workers == 0:
-        dataset.reseed(args.seed)
+        dataset.reseed(args.seed + ranks.rank)
     steps_per_epoch = min(len(loader), args.max_steps or len(loader))
     optimizer, scheduler, ema = make_optimization(model, args, steps_per_epoch)
     start_epoch, history = restore(resume, model, optimizer, scheduler, ema, log) if resume else (0, [])
@@ -202,15 +194,18 @@ def main(args: argparse.Namespace) -> dict:
     def step(batch: dict) -> tuple[torch.Tensor, dict]:
         return multi_head_loss(model, batch, head_names, args, coord_loss)
 
+    step = data_parallel(model, step, ranks, args.device)
+
     def evaluate_head(eval_model: LandmarkNet) -> dict:
         return eval_set.evaluate(torch_batch_fn(SingleHead(eval_model, args.eval_head), args.device), args.input_size)[0]
 
     def save(epoch: int, history: list[dict]) -> None:
-        save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
-                            data_fingerprint=fingerprint)
+        if ranks.main:
+            save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
+                                data_fingerprint=fingerprint)
 
     log.info(f"run folder {run_dir}; {len(dataset)} training faces, {steps_per_epoch} steps/epoch, device {args.device}, "
-             f"precision {precision} ({why})")
+             f"precision {precision} ({why})" + (f", rank {ranks.rank} of {ranks.world}" if ranks.world > 1 else ""))
     if eval_set is not None:
         log.info(f"in-loop eval on {eval_set.label} ({len(eval_set.samples)} faces)"
                  + ("; these faces are trained on (--train-on train+val)" if args.train_on == "train+val" else ""))
@@ -228,20 +223,9 @@ def main(args: argparse.Namespace) -> dict:
         log.info(f"final on {eval_set.label}: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  "
                  f"AUC@10 {report['auc10']:.4f}  Spearman(conf, err) {format_rho(report['spearman_conf_error'])}")
     if test_set is not None:
-        test = final_test(ema.module if ema is not None else model, test_set, args, run_dir, log)
+        test = test_once(SingleHead(ema.module if ema is not None else model, args.eval_head), test_set,
+                         args.input_size, args.device, run_dir, log)
         metrics["test"] = {k: v for k, v in test.items() if k != "per_image_nme"}
     write_json(run_dir / "metrics.json", metrics)
+    close_distributed(ranks)
     return {"run_dir": str(run_dir), **metrics}
-
-
-def final_test(model: LandmarkNet, test_set: EvalSet, args: argparse.Namespace, run_dir: Path, log) -> dict:
-    """The finished model on the test faces, once, for the report: test_report.json and the CED beside it."""
-    model.eval()
-    report = test_set.evaluate(torch_batch_fn(SingleHead(model, args.eval_head), args.device), args.input_size)[0]
-    write_json(run_dir / "test_report.json", report)
-    plot_ced({f"{args.arch} ({args.eval_head} head)": np.asarray(report["per_image_nme"]) / 100}, run_dir / "ced.png",
-             title=f"CED on {test_set.label}")
-    parts = "  ".join(f"{name} {part['nme']:.3f}%" for name, part in report.get("parts", {}).items())
-    log.info(f"test on {test_set.label}: NME {report['nme']:.3f}%  FR@10 {report['fr10']:.2f}%  "
-             f"AUC@10 {report['auc10']:.4f}  {parts}")
-    return report

@@ -15,10 +15,11 @@ from facelm.cli import main as facelm
 from facelm.dataset import LandmarkCrops, Source, load_source
 from facelm.errors import UserError
 from facelm.evaluation import torch_batch_fn
+from facelm.labellers import settled_outputs
 from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
 from facelm.training import make_optimization, skip_trained_draws
-from student.pseudo import read_unlabelled, teacher_points
+from student.pseudo import read_unlabelled
 from student.train import unlabelled_source_name
 
 
@@ -97,7 +98,7 @@ def test_teacher_refined_boxes_settle():
 
     images = [np.zeros((120, 160, 3), np.uint8)] * 3
     boxes = [np.array([[40.0, 30.0], [100.0, 90.0]]) + i for i in range(3)]
-    outputs, moves = teacher_points(fake_teacher, images, boxes, size=64, passes=3)
+    outputs, moves = settled_outputs(fake_teacher, images, boxes, size=64, passes=3)
     assert outputs.shape == (3, 68, 3)
     assert moves[1] < 1e-3 and moves[2] < 1e-3
 

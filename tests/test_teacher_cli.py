@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -142,10 +143,10 @@ def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tin
     from teacher.train import epoch_sampling
 
     for shares in (None, [0.5, 0.5]):
-        sampler = epoch_sampling([12, 4], shares, batch_size=4, steps_per_epoch=7, seed=0)["sampler"]
+        sampler = epoch_sampling([12, 4], shares, batch_size=4, steps_per_epoch=7, seed=0)
         assert len(list(sampler)) == 28
-    assert epoch_sampling([12, 4], None, batch_size=4, steps_per_epoch=None, seed=0)["shuffle"] is True
-    draws = list(epoch_sampling([12, 4], [0.5, 0.5], 4, 2000, 0)["sampler"])
+    assert sorted(epoch_sampling([12, 4], None, batch_size=4, steps_per_epoch=None, seed=0)) == list(range(16))
+    draws = list(epoch_sampling([12, 4], [0.5, 0.5], 4, 2000, 0))
     assert 0.45 < sum(i >= 12 for i in draws) / len(draws) < 0.55
     with pytest.raises(UserError, match="at least one step"):
         epoch_sampling([12], None, 4, 0, 0)
@@ -176,11 +177,21 @@ def test_loader_workers_run_opencv_on_one_thread_and_the_main_process_gets_its_d
     assert cv2.getNumThreads() == default
 
 
-def test_loader_bench_times_more_batches_than_one_pass_over_the_faces():
+def test_loader_bench_times_more_batches_than_one_pass_over_the_faces(monkeypatch):
+    """10 faces, 3 timed batches of 64 after one untimed: a clock that advances 1 ms per crop made reads 1000 img/s
+    only when exactly the timed batches' 192 crops are counted and timed."""
+    import teacher.loader_bench as loader_bench
+
     rng = np.random.default_rng(0)
     points = rng.uniform(30, 90, (68, 2)).astype(np.float32)
     loaded = LoadedSource(Source("tiny", get_scheme("68"), Path("tiny")),
                           [Sample(Path(f"{i}.png"), points) for i in range(10)],
                           [rng.integers(0, 255, (120, 120, 3), np.uint8) for _ in range(10)],
                           [np.ones(68, np.float32)] * 10)
-    assert images_per_second(LandmarkCrops([loaded], 32, train=True), workers=0, batches=3) > 0
+    made = []
+    crop = LandmarkCrops.__getitem__
+    monkeypatch.setattr(LandmarkCrops, "__getitem__", lambda self, index: (made.append(index), crop(self, index))[1])
+    monkeypatch.setattr(loader_bench, "time", SimpleNamespace(perf_counter=lambda: len(made) / 1000))
+    rate = images_per_second(LandmarkCrops([loaded], 32, train=True), workers=0, batches=3)
+    assert len(made) == 4 * 64 and set(made) == set(range(10))
+    assert rate == pytest.approx(1000)
