@@ -1,4 +1,5 @@
-"""The parameter update of one training step of a tiny landmark model, run by tests/test_distributed.py under torchrun (N ranks) or alone.
+"""The parameter update of one training step of a tiny landmark model, run by tests/test_distributed.py under torchrun
+(N ranks) or alone.
 
 Every rank builds the same model from the same seed and takes its share of one global batch: B faces repeated
 `copies` times, so that batch-norm statistics on a rank's share equal those on the whole batch (gloo has no SyncBN)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from facelm.distributed import RankShare, Ranks
+from facelm.distributed import Ranks, RankShare
 
 ROOT = Path(__file__).resolve().parents[1]
 
