@@ -82,3 +82,17 @@ def test_a_label_csv_whose_images_are_missing_stops_training_with_one_line(tmp_p
     proc = _cli("train-teacher", "--source", f"dlib68:68:{tmp_path}", "--eval-head", "dlib68", "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2 and "gone.jpg" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_peer_reports_dlib_under_both_protocols_beside_our_models(data_root, tmp_path):
+    pytest.importorskip("face_recognition_models", reason="pip install 'facelm[peers]'")
+    from facelm.detect import read_calibration
+    from facelm.evaluation import EvalSet
+    from facelm.peer import PROTOCOLS, dlib_under_protocols
+
+    faces = EvalSet([data_root / "300w" / "testset", data_root / "lfpw" / "testset"], get_scheme("68")).take([0, 1, 400])
+    reports = dlib_under_protocols(faces, read_calibration(Path("weights/detector_calibration.json"), "hog"))
+    assert set(reports) == set(PROTOCOLS)
+    for report in reports.values():
+        assert report["n"] == 3 and set(report["parts"]) == {"300w/testset", "lfpw/testset"}
+        assert 0 < report["nme"] < 20
