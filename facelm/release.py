@@ -83,13 +83,43 @@ def resume_note(args: dict) -> str:
             "process's; the run's `train.log` says at which epoch.\n")
 
 
+def evaluation_text(metrics: dict, args: dict) -> str:
+    """Which faces chose the recipe and which were held out for the report: validation in the loop, the test set
+    once at the end (older runs evaluated the test set in the loop)."""
+    if "test" not in metrics:
+        return (f"Evaluation: `{data_label(metrics['data'])}` ({metrics['n']} faces), also the in-loop eval of this "
+                "older run. No checkpoint selection: this is the last epoch.")
+    seen = (" It was retrained on training + validation faces (`--train-on train+val`) with a recipe chosen on "
+            "validation, so its validation numbers are on faces it saw." if args.get("train_on") == "train+val" else "")
+    return (f"Validation (in the loop, every choice): `{data_label(metrics['data'])}` ({metrics['n']} faces), "
+            f"NME {metrics['nme']:.3f}%. Test: `{data_label(metrics['test']['data'])}` ({metrics['test']['n']} faces), "
+            f"evaluated once when the run ended. No checkpoint selection: this is the last epoch.{seen}")
+
+
+def label_licences(fingerprint: dict) -> list[str]:
+    """Licence notes of machine-made label sources (a `provenance.json` beside a pseudo-label CSV)."""
+    notes = []
+    for part in fingerprint["sources"].values():
+        for path in part["spec"].split(":", 2)[2].split(" [")[0].split(","):
+            provenance = Path(path).parent / "provenance.json" if path.endswith(".csv") else Path(path) / "provenance.json"
+            if provenance.is_file() and "licence" in (record := json.loads(provenance.read_text())):
+                notes.append(f"Labels from {record['labeller']}: {record['licence']}.")
+    return sorted(set(notes))
+
+
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
     args = config["args"]
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
                         for n, p in fingerprint["sources"].items())
-    regions = ", ".join(f"{k} {v:.2f}%" for k, v in metrics["regions"].items())
-    evaluated_on, released_from = data_label(metrics["data"]), shown_path(run)
+    reported = metrics.get("test", metrics)
+    regions = ", ".join(f"{k} {v:.2f}%" for k, v in reported["regions"].items())
+    parts = "".join(f"\n| `{part}` ({r['n']}) | {r['nme']:.3f}% | {r['fr10']:.2f}% | {r['auc10']:.4f} | |"
+                    for part, r in reported.get("parts", {}).items())
+    released_from = shown_path(run)
+    head = metrics.get("head", args.get("eval_head", args.get("teacher_head")))
+    rho = format_rho(reported["spearman_conf_error"])
+    licences = "".join(f"\n{note}" for note in label_licences(fingerprint))
     role = "teacher" if spec["arch"].startswith("resnet") else "student"
     return f"""# {name}
 
@@ -109,23 +139,23 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 |---|---|---|---|
 {sources}
 
-Evaluation: `{evaluated_on}` ({metrics['n']} faces). No checkpoint selection on the test set: this is the last epoch.
+{evaluation_text(metrics, args)}
 
 ## Training config
 `{card_flags(args)}`
 
 Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_per_s']:.1f} img/s on {training_machine(config)}.
 {resume_note(args)}{teacher}
-## Metrics (head `{metrics.get('head', args.get('eval_head', args.get('teacher_head')))}`, eval crop from ground-truth landmarks)
-| NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
-|---|---|---|---|
-| {metrics['nme']:.3f}% | {metrics['fr10']:.2f}% | {metrics['auc10']:.4f} | {format_rho(metrics['spearman_conf_error'])} |
+## Metrics on `{data_label(reported['data'])}` (head `{head}`, eval crop from ground-truth landmarks)
+| faces | NME (inter-ocular) | FR@0.10 | AUC@0.10 | Spearman(confidence, error) |
+|---|---|---|---|---|
+| all ({reported['n']}) | {reported['nme']:.3f}% | {reported['fr10']:.2f}% | {reported['auc10']:.4f} | {rho} |{parts}
 
 Per region: {regions}.
 
 ## Licence and intended use
 Trained on data licensed for non-commercial research only (sources: {', '.join(f'`{n}`' for n in fingerprint['sources'])};
-see the data README for each one's terms); the weights inherit that restriction.
+see the data README for each one's terms); the weights inherit that restriction.{licences}
 """
 
 
