@@ -1,6 +1,7 @@
 """The fixed validation split, sources over several folders, and reports on several folders with each part."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,24 @@ def test_an_eval_set_of_several_folders_reports_each_part(tmp_path):
     assert [p["n"] for p in report["parts"].values()] == [6, 7]
     weighted = sum(p["nme"] * p["n"] for p in report["parts"].values()) / 13
     assert weighted == pytest.approx(report["nme"], rel=1e-5)
+
+
+def test_a_run_reports_validation_in_the_loop_and_the_test_parts_once_and_its_card_says_so(tmp_path):
+    from facelm.cli import main as facelm
+
+    parts = []
+    for rel in COMMON_TEST:
+        (tmp_path / rel).mkdir(parents=True)
+        parts.append(str(write_300w_folder(tmp_path / rel, 5)))
+    (tmp_path / "train").mkdir()
+    train = write_300w_folder(tmp_path / "train", 12, seed=3)
+    assert facelm(["train-teacher", "--source", f"300w:68:{train}", "--eval-data", str(train), "--test-data", *parts,
+                   "--input-size", "64", "--batch-size", "4", "--max-steps", "1", "--epochs", "1", "--workers", "0",
+                   "--precision", "fp32", "--out", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["test"]["n"] == 10
+    assert set(metrics["test"]["parts"]) == {"300w/testset", "lfpw/testset"}
+    assert facelm(["release", "--run", str(run), "--out", str(tmp_path / "w"), "--docs", str(tmp_path / "d")]) == 0
+    card = next((tmp_path / "w").glob("*.md")).read_text()
+    assert "evaluated once" in card and "`300w/testset` (5)" in card and "`lfpw/testset` (5)" in card
