@@ -87,8 +87,8 @@ def evaluation_text(metrics: dict, args: dict) -> str:
     """Which faces chose the recipe and which were held out for the report: validation in the loop, the test set
     once at the end (older runs evaluated the test set in the loop)."""
     if "test" not in metrics:
-        return (f"Evaluation: `{data_label(metrics['data'])}` ({metrics['n']} faces), also the in-loop eval of this "
-                "older run. No checkpoint selection: this is the last epoch.")
+        return (f"Evaluation: `{data_label(metrics['data'])}` ({metrics['n']} faces), the in-loop eval set; no separate "
+                "test set was evaluated. No checkpoint selection: this is the last epoch.")
     seen = (" It was retrained on training + validation faces (`--train-on train+val`) with a recipe chosen on "
             "validation, so its validation numbers are on faces it saw." if args.get("train_on") == "train+val" else "")
     return (f"Validation (in the loop, every choice): `{data_label(metrics['data'])}` ({metrics['n']} faces), "
