@@ -24,7 +24,8 @@ from teacher.loader_bench import images_per_second
 def _train(tiny_300w, out, *extra):
     return facelm([
         "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w), "--test-data", str(tiny_300w),
-        "--input-size", "64", "--batch-size", "4", "--max-steps", "2", "--workers", "0", "--eval-every", "1", "--out", str(out), *extra,
+        "--input-size", "64", "--batch-size", "4", "--max-steps", "2", "--workers", "0", "--eval-every", "1",
+        "--out", str(out), *extra,
     ])
 
 
