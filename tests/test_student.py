@@ -222,7 +222,8 @@ def student_runs(tiny_300w, tiny_teacher, tiny_unlabelled, tmp_path_factory):
     for mode in ("labels", "distill"):
         assert facelm([
             "train-student", "--teacher", str(tiny_teacher), "--labelled", f"300w:68:{tiny_300w}",
-            "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--arch", "mobilenetv2_025",
+            "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--test-data", str(tiny_300w),
+            "--arch", "mobilenetv2_025",
             "--input-size", "48", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "2", "--workers", "0",
             "--mode", mode, "--cache", str(root / "cache"), "--out", str(root / "runs"), "--name", mode,
         ]) == 0
