@@ -169,11 +169,12 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, step: StepFn, devi
 
 
 def skip_trained_draws(loader: DataLoader, epochs: int) -> None:
-    """Replay the index draws of the epochs a resumed run has already trained, so that it goes on with the draws an
-    uninterrupted run makes next: for an A/B, both arms keep seeing the same labelled faces in the same order. The
-    workers' augmentation streams restart from the seed."""
+    """Replay the batches of the epochs a resumed run has already trained, index draws and augmentations alike, so that
+    it goes on exactly as an uninterrupted run would: for an A/B, both arms keep seeing the same crops in the same order.
+    Replaying the index draws alone would restart the augmentation streams from the seed. Costs one pass of the loader
+    (no training) per trained epoch."""
     for _ in range(epochs):
-        for _ in loader.batch_sampler:
+        for _ in loader:
             pass
 
 
