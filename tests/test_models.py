@@ -126,9 +126,23 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path):
         assert "\n" not in str(err.value)
 
 
-def test_eager_latency_is_timed_on_one_thread():
-    from facelm.models.stats import eager_latency_ms
+def test_eager_latency_is_timed_on_one_thread(monkeypatch):
+    """Every timed call runs on one thread whatever the caller set, and the caller gets its thread count back."""
+    from facelm.models import stats
 
-    torch.set_num_threads(1)
-    timing = eager_latency_ms("mobilenetv2_025", {"300w": 68}, 64, runs=5, warmup=1)
-    assert 0 < timing["eager_min_ms"] <= timing["eager_p50_ms"] <= timing["eager_p90_ms"] and timing["threads"] == 1
+    seen = []
+
+    class Recording(SingleHead):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return super().forward(x)
+
+    monkeypatch.setattr(stats, "SingleHead", Recording)
+    callers = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        timing = stats.eager_latency_ms("mobilenetv2_025", {"300w": 68}, 64, runs=5, warmup=1)
+        assert seen == [1] * 6 and timing["threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(callers)
+    assert 0 < timing["eager_min_ms"] <= timing["eager_p50_ms"] <= timing["eager_p90_ms"]

@@ -31,19 +31,26 @@ def model_stats(name: str, heads: dict[str, int], input_size: int, head_type: st
 
 def eager_latency_ms(name: str, heads: dict[str, int], input_size: int, head_type: str = "fc", runs: int = 200,
                      warmup: int = 20) -> dict:
-    """PyTorch eager latency of the single-head graph at batch 1 on the current thread count: p50 / p90 / min ms."""
+    """PyTorch eager latency of the single-head graph at batch 1 on one thread: p50 / p90 / min ms. The caller's
+    thread count is restored."""
     model = SingleHead(create_model(name, heads=heads, input_size=input_size, head=head_type).eval(), next(iter(heads)))
     x = torch.zeros(1, 3, input_size, input_size)
     times = []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model(x)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + runs):
+                start = time.perf_counter()
+                model(x)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1e3)
+        timed_on = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
     p50, p90 = np.percentile(times, [50, 90])
     return {"eager_p50_ms": float(p50), "eager_p90_ms": float(p90), "eager_min_ms": float(min(times)),
-            "threads": torch.get_num_threads()}
+            "threads": timed_on}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -59,7 +66,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    torch.set_num_threads(1)
     rows = [model_stats(name, {"head": args.points}, args.input_size, head_type)
             for name in args.models for head_type in args.head_type]
     if args.time:
