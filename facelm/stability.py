@@ -19,7 +19,7 @@ import numpy as np
 
 from facelm.annotations import load_annotations
 from facelm.dataset import decode_all
-from facelm.detect import FaceDetector, read_calibration
+from facelm.detect import add_detector_args, make_detector, read_calibration
 from facelm.errors import UserError
 from facelm.geometry import landmark_box, transform_points
 from facelm.landmarker import add_model_args, load_landmarker
@@ -74,6 +74,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                 description="NME and jitter (NMJ) of the tracker with and without One-Euro smoothing "
                                             "on synthetic clips; tunes the smoothing on trainset clips.")
     add_model_args(p)
+    add_detector_args(p)
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"),
                    help="data root with 300w/testset and 300w/trainset (default: $DATA)")
     p.add_argument("--clips", type=int, default=330,
@@ -255,7 +256,8 @@ def main(args: argparse.Namespace) -> dict:
     cv2.setNumThreads(args.threads)
     landmarker = load_landmarker(args.model, args.head, args.mirror)
     settings = ClipSettings()
-    detector, calibration = FaceDetector(), read_calibration(args.calibration)
+    detector = make_detector(args.detector, threads=args.threads)
+    calibration = read_calibration(args.calibration, args.detector)
     loss_confidence = loss_confidence_for(landmarker, args.calibration)
     start = time.time()
     tune_folder = args.data / "300w" / "trainset"

@@ -23,7 +23,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from facelm.detect import FaceDetector, read_calibration
+from facelm.detect import add_detector_args, make_detector, read_calibration
 from facelm.draw import draw_face
 from facelm.errors import UserError
 from facelm.landmarker import add_model_args, load_landmarker
@@ -39,6 +39,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("video", type=Path, help="video file OpenCV can read (.mp4, .avi, ...)")
     p.add_argument("--out", type=Path, required=True, help="folder for <stem>.tracked.mp4 and <stem>.track.json")
     add_model_args(p)
+    add_detector_args(p)
     p.add_argument("--no-smooth", action="store_true", help="write the raw points (no One-Euro smoothing)")
     p.add_argument("--min-cutoff", type=float, default=defaults.min_cutoff,
                    help=f"One-Euro cutoff at rest, Hz; lower is steadier (default: {defaults.min_cutoff:g})")
@@ -120,7 +121,8 @@ def main(args: argparse.Namespace) -> dict:
     params = smoothing_params(args)
     loss_confidence = args.loss_confidence if args.loss_confidence is not None else loss_confidence_for(
         landmarker, args.calibration)
-    tracker = Tracker(landmarker, FaceDetector(), read_calibration(args.calibration), params, loss_confidence)
+    detector = make_detector(args.detector, threads=args.threads)
+    tracker = Tracker(landmarker, detector, read_calibration(args.calibration, args.detector), params, loss_confidence)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Landmark tracking in video: detect once, then follow the face from its own landmarks; One-Euro smoothing.
 
-    tracker = Tracker(load_landmarker(model), FaceDetector(), read_calibration())
+    tracker = Tracker(load_landmarker(model), make_detector("blazeface"), read_calibration())
     for index, image in enumerate(frames):              # RGB uint8
         frame = tracker.update(image, index / fps)      # frame.points (raw), frame.smoothed, frame.confidence, ...
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, FaceDetector
+from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, Detector
 from facelm.geometry import EVAL_CROP_SCALE, eval_crop_matrix, invert_affine, transform_points
 from facelm.landmarker import Landmarker, upright_crop
 from facelm.schemes import Scheme
@@ -189,7 +189,7 @@ class Tracker:
     smooths across a jump to a new face.
     """
 
-    def __init__(self, landmarker: Landmarker, detector: FaceDetector, calibration: BoxCalibration,
+    def __init__(self, landmarker: Landmarker, detector: Detector, calibration: BoxCalibration,
                  smoothing: OneEuroParams | None = OneEuroParams(), loss_confidence: float | None = None,
                  crop_scale: float = EVAL_CROP_SCALE):
         self.landmarker = landmarker

@@ -12,7 +12,7 @@ import pytest
 from facelm.annotations import load_annotations
 from facelm.cli import main as cli
 from facelm.dataset import read_rgb
-from facelm.detect import BoxCalibration, FaceDetector, write_calibration
+from facelm.detect import BoxCalibration, HogDetector, make_detector, read_calibration, write_calibration
 from facelm.errors import UserError
 from facelm.landmarker import load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
@@ -33,7 +33,7 @@ from facelm.tracking import (
 
 ROOT = Path(__file__).resolve().parent.parent
 FPS = 30.0
-# the released calibration, rounded: tests do not depend on the file
+# the released HOG calibration, rounded: tests do not depend on the file
 CALIBRATION = BoxCalibration(dx=-0.015, dy=0.092, scale=1.007)
 
 
@@ -129,7 +129,7 @@ def tracked(tracker: Tracker, frames: list[np.ndarray]) -> list:
 
 
 def test_tracker_keeps_the_face_and_smoothing_cuts_jitter(landmarker, face_clips):
-    detector = FaceDetector()
+    detector = HogDetector()
     tracks = [tracked(Tracker(landmarker, detector, CALIBRATION), frames) for frames, _ in face_clips]
     raw_jitter, smoothed_jitter = [], []
     for results, (frames, gt) in zip(tracks, face_clips):
@@ -161,11 +161,11 @@ def test_the_loss_threshold_sits_halfway_between_a_face_and_a_crop_half_off_it()
 
 def test_the_loss_threshold_is_the_one_fitted_for_the_model_else_the_fallback_with_a_note(landmarker, tmp_path,
                                                                                             capsys):
-    fitted = write_calibration(tmp_path / "fitted.json", CALIBRATION, {"track_loss": {
+    fitted = write_calibration(tmp_path / "fitted.json", "hog", CALIBRATION, {}, {"track_loss": {
         "loss_confidence": 0.37, "checkpoint_sha256": landmarker.checkpoint_sha256}})
     assert loss_confidence_for(landmarker, fitted) == 0.37
     assert capsys.readouterr().err == ""
-    other = write_calibration(tmp_path / "other.json", CALIBRATION, {"track_loss": {
+    other = write_calibration(tmp_path / "other.json", "hog", CALIBRATION, {}, {"track_loss": {
         "loss_confidence": 0.37, "checkpoint_sha256": "another model"}})
     assert loss_confidence_for(landmarker, other) == LOSS_CONFIDENCE
     assert "no track-loss threshold fitted for" in capsys.readouterr().err
@@ -177,9 +177,22 @@ def test_the_released_student_loses_the_track_when_the_face_is_gone(landmarker, 
     assert loss_confidence_for(landmarker) != LOSS_CONFIDENCE
     frames = face_clips[0][0][:5]
     noise = [np.random.default_rng(i).integers(0, 256, frames[0].shape, dtype=np.uint8) for i in range(3)]
-    results = tracked(Tracker(landmarker, FaceDetector(), CALIBRATION), frames + noise)
+    results = tracked(Tracker(landmarker, HogDetector(), CALIBRATION), frames + noise)
     assert all(r.found for r in results[:5])
     assert not any(r.found for r in results[5:])
+
+
+def test_blazeface_finds_the_face_again_after_it_was_gone(landmarker, face_clips):
+    """Re-detection through the default detector with its committed calibration: the track is lost on blank frames
+    and BlazeFace picks the face up again on the first frame it is back."""
+    calibration = read_calibration(ROOT / "weights" / "detector_calibration.json", "blazeface")
+    frames = face_clips[0][0][:4]
+    blank = [np.full_like(frames[0], 90)] * 2
+    results = tracked(Tracker(landmarker, make_detector("blazeface"), calibration), frames + blank + frames)
+    assert [r.found for r in results] == [True] * 4 + [False] * 2 + [True] * 4
+    assert [r.redetected for r in results if r.found] == [True, False, False, False] * 2
+    gt = face_clips[0][1][:4]
+    assert point_errors(np.stack([r.points for r in results[-4:]]), gt, landmarker.scheme).mean() < 0.10
 
 
 def write_video(path: Path, frames_rgb: list[np.ndarray]) -> Path:
@@ -194,9 +207,9 @@ def write_video(path: Path, frames_rgb: list[np.ndarray]) -> Path:
 
 
 def track_args(video: Path, out: Path, tmp_path: Path, *extra: str):
-    calibration = write_calibration(tmp_path / "calibration.json", CALIBRATION, {})
+    calibration = write_calibration(tmp_path / "calibration.json", "hog", CALIBRATION, {}, {})
     return track_parser().parse_args([str(video), "--out", str(out), "--model", str(ROOT / RELEASED_STUDENT),
-                                      "--calibration", str(calibration), *extra])
+                                      "--calibration", str(calibration), "--detector", "hog", *extra])
 
 
 def frame_count(path: Path) -> int:
