@@ -24,6 +24,7 @@ import torch
 from facelm.contract import artefact_files, finalise_meta, format_meta, sidecar_path, write_sidecar
 from facelm.formats import Format
 from facelm.models import LandmarkHead, SingleHead
+from facelm.quiet import native_noise_filtered
 
 ONNX_OPSET = 18
 TFLITE_SIGNATURE = "serving_default"
@@ -221,12 +222,14 @@ def _tflite_with_metadata(content: bytes, text: str) -> bytes:
 
 def export_tflite_fp32(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     """litert-torch (torch.export -> StableHLO -> TFLite, no TensorFlow); NHWC input, contract in the metadata table."""
-    import litert_torch
-
     path = ctx.path(fmt)
     sample = ctx.sample.permute(0, 2, 3, 1).contiguous()
-    converted = litert_torch.signature(TFLITE_SIGNATURE, _NHWCInput(ctx.model).eval(), sample_kwargs={"image": sample})
-    path.write_bytes(_tflite_with_metadata(converted.convert().model_content(), ctx.embedded(fmt)))
+    with native_noise_filtered():  # its C++ converter logs past Python: absl's preamble, oneDNN, op counts
+        import litert_torch
+
+        converted = litert_torch.signature(TFLITE_SIGNATURE, _NHWCInput(ctx.model).eval(), sample_kwargs={"image": sample})
+        content = converted.convert().model_content()
+    path.write_bytes(_tflite_with_metadata(content, ctx.embedded(fmt)))
     return path, f"litert-torch {litert_torch.__version__}, NHWC input"
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from facelm.errors import UserError
+from facelm.quiet import configure_output
 
 # subcommand -> (module with get_args_parser() and main(args), help)
 COMMANDS = {
@@ -59,11 +60,15 @@ def main_plot_losses(args: argparse.Namespace) -> None:
 
 def usage() -> str:
     lines = "\n".join(f"  {name:17s}{help_}" for name, (_, help_) in COMMANDS.items())
-    return f"usage: facelm COMMAND [options]   (facelm COMMAND --help for its options)\n\ncommands:\n{lines}"
+    return (f"usage: facelm [-v] COMMAND [options]   (facelm COMMAND --help for its options; -v: every library's "
+            f"log lines and warnings too)\n\ncommands:\n{lines}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    verbose = bool(argv) and argv[0] in ("-v", "--verbose")
+    argv = argv[verbose:]
+    configure_output(verbose)
     if not argv or argv[0] not in COMMANDS:
         print(usage(), file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

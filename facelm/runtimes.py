@@ -11,6 +11,7 @@ from facelm.contract import read_sidecar
 from facelm.errors import UserError
 from facelm.formats import COREML_REFERENCE
 from facelm.inference import BatchFn
+from facelm.quiet import first_call_native_noise_filtered
 
 
 def onnxruntime_fn(path: Path, threads: int | None) -> BatchFn:
@@ -29,7 +30,8 @@ def litert_fn(path: Path, threads: int | None) -> BatchFn:
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(path), num_threads=threads or None).get_signature_runner("serving_default")
-    return lambda batch: np.stack([runner(image=item[None])["landmarks"][0] for item in batch])
+    return first_call_native_noise_filtered(
+        lambda batch: np.stack([runner(image=item[None])["landmarks"][0] for item in batch]))
 
 
 def ncnn_fn(path: Path, threads: int | None) -> BatchFn:
