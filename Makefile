@@ -12,10 +12,12 @@ EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
 
-.PHONY: predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
+.PHONY: estimate quick predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
+	@echo "make all DATA=...              teacher, student and export with the release recipes (hours)"
+	@echo "make all PROFILE=quick DATA=... every stage once on a short schedule into $(RUNS)/quick (minutes)"
 	@echo "make teacher DATA=...          train the teacher (released weights are used when DATA is absent)"
 	@echo "make student DATA=...          distil the default student from weights/teacher_resnet18.pt"
 	@echo "make student-report            A/B and family table from $(RUNS)/student into docs/results"
@@ -50,7 +52,39 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-all: teacher student export
+# PROFILE=quick: every stage once on a short schedule into $(RUNS)/quick, to see the chain run (not for use)
+PROFILE ?= release
+QUICK := $(RUNS)/quick
+QUICK_TEACHER_ARGS ?= --epochs 2 --steps-per-epoch 40 --batch-size 32
+QUICK_STUDENT_ARGS ?= --head integral --epochs 2 --steps-per-epoch 40 --batch-size 32 --photos-per-batch 32 \
+	--unlabelled "$(DATA)/ytf68/unlabeled" --cache $(QUICK)/cache
+# the newest quick run of a stage: run folders are <time>-<name>, so it sorts last
+quick_run = $$(ls -d $(QUICK)/$(1)/*-quick | tail -n 1)
+
+ifeq ($(PROFILE),quick)
+all: quick
+else
+all: estimate teacher student export
+endif
+
+estimate:
+	@echo "make all: the release recipes. Estimated time on a 2-core CPU: teacher about 3 h (TEACHER_ARGS), student"
+	@echo "about 3 h (STUDENT_ARGS), export a few minutes (wall times of the released runs: weights/*.md)."
+	@echo "A short run of every stage instead: make all PROFILE=quick DATA=..."
+
+quick: setup
+	@test -d "$(DATA)/300w/trainset" || { echo "make all PROFILE=quick needs DATA, the data root (e.g. DATA=../shared/data)"; exit 2; }
+	@echo "make all PROFILE=quick: a short teacher, a short student, every export verified, the bench; into $(QUICK)/"
+	@echo "Estimated time on a 2-core CPU: about 10 minutes."
+	$(FACELM) teacher --data "$(DATA)" --out $(QUICK)/teacher --name quick $(QUICK_TEACHER_ARGS)
+	$(FACELM) student --data "$(DATA)" --teacher $(call quick_run,teacher)/last.pt --out $(QUICK)/student --name quick \
+	  $(QUICK_STUDENT_ARGS)
+	$(FACELM) export --data "$(DATA)" --checkpoint $(call quick_run,student)/last.pt --out $(QUICK)/export
+	$(PY) bench/run.py --models $(QUICK)/export --data "$(DATA)/300w/testset" --threads 1 --runs 50 --no-peer \
+	  --json $(QUICK)/bench.json
+	@echo "Done. These models are smoke-quality (minutes of training): they show that every stage runs, not how good"
+	@echo "the models get. The release recipe is 'make all DATA=...' (TEACHER_ARGS, STUDENT_ARGS above in the Makefile;"
+	@echo "docs/teacher.md and docs/student.md); the released models are in weights/."
 
 teacher: setup
 	$(FACELM) teacher --data "$(DATA)" --out $(RUNS)/teacher $(TEACHER_ARGS)
