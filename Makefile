@@ -1,8 +1,11 @@
 # facelm: `make setup`, `make teacher`, `make test`. DATA points at the data root (see README).
-DATA ?= ../shared/data
+# Unset, the training stages check the released weights and say what they skipped; set but wrong, they stop.
+DATA ?=
+DATA_ARG = $(if $(DATA),--data "$(DATA)")
 VENV ?= .venv
-# The development environment: tests and the export toolchain. A training-only user can `pip install .` instead.
-EXTRAS ?= test,export,predict
+# The development environment: tests, the export toolchain, the detectors and the dlib peer (also a labeller).
+# A training-only user can `pip install .` instead.
+EXTRAS ?= test,export,predict,peers
 PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
@@ -12,7 +15,7 @@ EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
 
-.PHONY: estimate quick predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
+.PHONY: estimate quick peer predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -26,7 +29,8 @@ help:
 	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratios) on weights/export and $(RUNS)/export"
 	@echo "make gate-refresh DATA=...     rewrite bench/baseline.json after an intended change (review its git diff)"
 	@echo "make model-stats              params, MMACs, fp32 MB and PyTorch eager latency (1 thread) of every model"
-	@echo "make eval MODEL=f EVAL_DATA=d REPORT=r.json   evaluate a checkpoint on a folder"
+	@echo "make peer DATA=...             dlib's ERT beside our models on 300-W common, its own and ground-truth boxes"
+	@echo "make eval DATA=... [MODEL=f] [EVAL_DATA='d1 d2'] [REPORT=r.json]  evaluate a model (default: 300-W common)"
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
 	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
 	@echo "make release RUN=dir           copy a teacher or student run's weights + model card into weights/"
@@ -87,16 +91,16 @@ quick: setup
 	@echo "docs/teacher.md and docs/student.md); the released models are in weights/."
 
 teacher: setup
-	$(FACELM) teacher --data "$(DATA)" --out $(RUNS)/teacher $(TEACHER_ARGS)
+	$(FACELM) teacher $(DATA_ARG) --out $(RUNS)/teacher $(TEACHER_ARGS)
 
 student: setup
-	$(FACELM) student --data "$(DATA)" --out $(RUNS)/student $(STUDENT_ARGS)
+	$(FACELM) student $(DATA_ARG) --out $(RUNS)/student $(STUDENT_ARGS)
 
 student-report: setup
 	$(FACELM) student-report --runs $(RUNS)/student --out docs/results --data "$(DATA)"
 
 export: setup
-	$(FACELM) export --data "$(DATA)" --out $(RUNS)/export $(EXPORT_ARGS)
+	$(FACELM) export $(DATA_ARG) --out $(RUNS)/export $(EXPORT_ARGS)
 
 bench: setup
 	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
@@ -110,8 +114,15 @@ gate-refresh: setup
 model-stats: setup
 	$(FACELM) model-stats --time --head-type fc integral --json docs/results/model_stats.json
 
+peer: setup
+	$(FACELM) peer --data "$(DATA)" --json docs/results/peer.json
+
+# 300-W common by default: HELEN's and LFPW's test faces, reported together and each part
+EVAL_DATA ?= $(DATA)/300w/testset $(DATA)/lfpw/testset
+REPORT ?= $(RUNS)/eval/report.json
+
 eval: setup
-	$(FACELM) eval $(MODEL_ARG) --data "$(EVAL_DATA)" --report "$(REPORT)"
+	$(FACELM) eval $(MODEL_ARG) --data $(EVAL_DATA) --report "$(REPORT)"
 
 ablation: setup
 	for loss in l1 wing smooth_l1; do \

@@ -24,7 +24,7 @@ from facelm.errors import UserError
 from facelm.geometry import landmark_box, transform_points
 from facelm.landmarker import add_model_args, load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
-from facelm.runs import provenance, write_json
+from facelm.runs import make_run_dir, provenance, write_json
 from facelm.schemes import Scheme
 from facelm.tracking import OneEuroParams, Tracker, loss_confidence_for, smooth_sequence
 
@@ -83,8 +83,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tune-clips", type=int, default=100, help="trainset clips for tuning the smoothing (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the clip motion, lighting and noise (default: 0)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the model and OpenCV (default: 1)")
-    p.add_argument("--json", type=Path, default=Path("docs/results/stability.json"),
-                   help="report to write; a markdown table is written beside it (default: docs/results/stability.json)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="report to write, a markdown table beside it; `make stability` passes docs/results/stability.json "
+                        "(default: runs/stability/<time>-stability/stability.json)")
     return p
 
 
@@ -288,6 +289,7 @@ def main(args: argparse.Namespace) -> dict:
         "tuning": {"data": str(tune_folder), "clips": len(tune_clips), "raw": tune_raw, "chosen": chosen, "grid": grid},
         "seconds": time.time() - start, **meta,
     }
+    args.json = args.json or make_run_dir(Path("runs/stability"), "stability") / "stability.json"
     args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report)
     args.json.with_suffix(".md").write_text(stability_markdown(report))
