@@ -23,13 +23,13 @@ from facelm.contract import artefact_meta
 from facelm.dataset import decode_all
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, torch_batch_fn
-from facelm.formats import FORMATS, Format, get_format
+from facelm.formats import FORMATS, Format, get_format, tolerances
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report
 from facelm.models import SingleHead
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT
+from facelm.stage import RELEASED_STUDENT, has_training_data
 
 RELEASED_EXPORTS = Path("weights/export")
 
@@ -48,18 +48,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--tolerance", action="append", default=[], metavar="FORMAT=POINTS",
                    help="override a format's |delta NME| tolerance, e.g. onnx_int8=0.2")
     return p
-
-
-def tolerances(overrides: list[str]) -> dict[str, float]:
-    table = {f.name: f.tolerance for f in FORMATS}
-    for text in overrides:
-        name, _, value = text.partition("=")
-        get_format(name)
-        try:
-            table[name] = float(value)
-        except ValueError:
-            raise UserError(f"--tolerance {text!r}: expected FORMAT=POINTS, e.g. onnx_int8=0.2") from None
-    return table
 
 
 def calibration_crops(folder: Path, scheme, size: int, count: int) -> np.ndarray:
@@ -148,8 +136,8 @@ def export_stem(spec: dict, head: str) -> str:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    if args.calib_data is None and args.verify_data is None and not (args.data and (Path(args.data) / "300w").is_dir()):
-        print(f"SKIPPED export: no data at DATA={args.data} (calibration needs 300w/trainset, verification 300w/testset). "
+    if args.calib_data is None and args.verify_data is None and not has_training_data(args.data, "300w/testset"):
+        print("SKIPPED export: DATA is not set (calibration needs 300w/trainset, verification 300w/testset). "
               f"Set DATA to export and verify; checking the released exports in {RELEASED_EXPORTS} instead.")
         check_released_exports(RELEASED_EXPORTS)
         return []
