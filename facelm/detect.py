@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from facelm.errors import UserError
+from facelm.quiet import native_noise_filtered
 
 RELEASED_CALIBRATION = Path("weights/detector_calibration.json")
 DEFAULT_DETECTOR = "blazeface"
@@ -234,10 +235,11 @@ class BlazeFace:
         except ImportError:
             raise UserError("the blazeface detector needs LiteRT: pip install ai-edge-litert (or use --detector hog)") from None
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            with native_noise_filtered():  # LiteRT announces its XNNPACK delegate on stderr
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except ValueError:
             raise UserError(f"{path}: not a readable .tflite model; reinstall it: {BLAZEFACE_INSTALL}") from None
-        self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         outputs = sorted(self.interpreter.get_output_details(), key=lambda d: -d["shape"][-1])  # regressors first
         self.outputs = [d["index"] for d in outputs]
