@@ -85,7 +85,7 @@ def _loader(report: dict) -> str:
 
 
 def _student_ab(report: dict) -> str:
-    from student.report import ab_markdown, fit_sentence
+    from student.report import ab_markdown, fit_sentence, photometric_text
 
     blocks = []
     for ab in report["abs"]:
@@ -96,8 +96,8 @@ def _student_ab(report: dict) -> str:
             f"**{s['epochs']} epochs** of {s['steps_per_epoch']} steps, {labels}`{ab['arch']}` with the "
             f"**{s.get('head', 'fc')} head**, both arms on this schedule: "
             f"{s['input_size']} px, batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; augmentation: crop scale "
-            f"{s['scale_min']}-{s['scale_max']}, centre jitter {s['jitter']}, rotation +-{s['rotation']} deg, photometric "
-            f"{s['photometric']}. Distillation gains "
+            f"{s['scale_min']}-{s['scale_max']}, centre jitter {s['jitter']}, rotation +-{s['rotation']} deg, "
+            f"{photometric_text(s)}. Distillation gains "
             f"{ab['nme_gain']:+.3f} NME points; bar ({ab['bar']}): {verdict}. Teacher on the same faces: "
             f"{d['teacher_nme']:.3f}% NME, its mirror-averaged targets {d['teacher_targets_nme']:.3f}%; the distilled "
             f"student is {d['nme'] - d['teacher_nme']:+.3f} points from the teacher.{fit}\n\n"
