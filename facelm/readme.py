@@ -70,9 +70,10 @@ def _student(report: dict) -> str:
 def _ablation(report: dict) -> str:
     from teacher.ablation import markdown_table
 
-    s = report["schedule"]
+    s, vary = report["schedule"], report.get("vary", "loss")
     return (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
-            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}.\n\n" + markdown_table(report["rows"]).rstrip("\n"))
+            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; only `--{vary}` differs.\n\n"
+            + markdown_table(report["rows"], vary).rstrip("\n"))
 
 
 def _loader(report: dict) -> str:
@@ -211,6 +212,7 @@ RENDERERS = {
     "teacher": ((RELEASED_TEACHER.with_suffix(".json"),), _teacher),
     "student": ((RELEASED_STUDENT.with_suffix(".json"),), _student),
     "ablation": ((Path("docs/results/ablation.json"),), _ablation),
+    "precision-ab": ((Path("docs/results/precision_ab.json"),), _ablation),
     "loader": ((Path("docs/results/loader.json"),), _loader),
     "export": ((Path("weights/export/export_report.json"),), _export),
     "bench": ((Path("docs/results/bench.json"),), _bench),

@@ -1,4 +1,5 @@
-"""Loss ablation report: compare teacher runs that differ only in --loss (same schedule, data and seed)."""
+"""Ablation report: compare teacher runs that differ only in one option, --loss by default (same schedule, data and
+seed), e.g. `--vary precision` for the bf16 against fp32 A/B."""
 from __future__ import annotations
 
 import argparse
@@ -7,16 +8,19 @@ from pathlib import Path
 
 from facelm.errors import UserError
 from facelm.metrics import format_rho
-from facelm.runs import write_json
+from facelm.runs import provenance, write_json
 
 OLD_RANKING = "the test faces (300w/testset): these runs predate the validation split"
-COMPARED_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "seed", "source", "data")
+COMPARED_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "seed", "source", "data", "loss", "precision",
+                 "source_share", "head", "train_on")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm ablation-report", add_help=add_help)
     p.add_argument("--runs", type=Path, required=True, help="folder holding the ablation run folders")
-    p.add_argument("--out", type=Path, required=True, help="folder for ablation.json and ablation.md")
+    p.add_argument("--out", type=Path, required=True, help="folder for the report (<name>.json and <name>.md)")
+    p.add_argument("--vary", default="loss", help="the one option the runs differ in (default: loss)")
+    p.add_argument("--name", default="ablation", help="report file name (default: ablation)")
     return p
 
 
@@ -27,18 +31,20 @@ def finished_runs(root: Path) -> list[Path]:
     return runs
 
 
-def ablation_rows(runs: list[Path]) -> list[dict]:
+def ablation_rows(runs: list[Path], vary: str = "loss") -> list[dict]:
     rows, schedule = [], None
     for run in runs:
-        args = json.loads((run / "config.json").read_text())["args"]
-        same = {k: args.get(k) for k in COMPARED_ARGS}
+        config = json.loads((run / "config.json").read_text())
+        args = config["args"]
+        same = {k: args.get(k) for k in COMPARED_ARGS if k != vary}
         if schedule is None:
             schedule = same
         elif same != schedule:
-            raise UserError(f"{run}: differs from the other runs in more than the loss ({same} vs {schedule})")
+            raise UserError(f"{run}: differs from the other runs in more than --{vary} ({same} vs {schedule})")
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({"loss": args["loss"], "run": str(run), "nme": m["nme"], "fr10": m["fr10"], "auc10": m["auc10"],
-                     "spearman_conf_error": m["spearman_conf_error"], "train_wall_seconds": m["train_wall_seconds"],
+        rows.append({vary: config.get(vary, args[vary]), "run": str(run), "nme": m["nme"], "fr10": m["fr10"],
+                     "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
+                     "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None})
     return sorted(rows, key=lambda r: r["nme"])
 
@@ -51,22 +57,24 @@ def ranked_on(metrics: dict) -> str:
     return OLD_RANKING
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], vary: str = "loss") -> str:
     lines = [f"Ranked on {', '.join(sorted({r.get('ranked_on') or OLD_RANKING for r in rows}))}.", "",
-             "| loss | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | test NME % (reported, never ranked on) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['loss']} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
-              + (f"{r['test_nme']:.3f} |" if r.get("test_nme") is not None else "|") for r in rows]
+             f"| {vary} | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | test NME % (reported, never ranked on) | img/s | "
+             "wall min |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r[vary]} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
+              + (f"{r['test_nme']:.3f} |" if r.get("test_nme") is not None else "|")
+              + (f" {r['train_img_per_s']:.0f} |" if r.get("train_img_per_s") else " |")
+              + f" {r['train_wall_seconds'] / 60:.1f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace) -> list[dict]:
     runs = finished_runs(args.runs)
-    rows = ablation_rows(runs)
-    schedule = {k: json.loads((runs[0] / "config.json").read_text())["args"].get(k) for k in COMPARED_ARGS}
+    rows = ablation_rows(runs, args.vary)
+    schedule = {k: json.loads((runs[0] / "config.json").read_text())["args"].get(k) for k in COMPARED_ARGS if k != args.vary}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "ablation.json", {"schedule": schedule, "rows": rows})
-    table = markdown_table(rows)
-    (args.out / "ablation.md").write_text(table)
+    write_json(args.out / f"{args.name}.json", {"vary": args.vary, "schedule": schedule, "rows": rows, **provenance()})
+    table = markdown_table(rows, args.vary)
+    (args.out / f"{args.name}.md").write_text(table)
     print(table)
     return rows
