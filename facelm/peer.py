@@ -51,23 +51,28 @@ def hog_box(detector, image: np.ndarray, points: np.ndarray) -> np.ndarray | Non
     return None if best is None else np.array([best.left(), best.top(), best.right(), best.bottom()], np.float32)
 
 
-def dlib_under_protocols(faces: EvalSet, hog: BoxCalibration) -> dict[str, dict]:
-    """dlib's points under each protocol, scored like our models: {protocol: report with a `box` note}."""
+def dlib_under_protocol(faces: EvalSet, hog: BoxCalibration, protocol: str) -> tuple[np.ndarray, str]:
+    """dlib's points (N, 68, 2) under one protocol, and a note saying which boxes it had."""
+    predictor = dlib_predictor()  # first: a missing dlib is one line saying which extra to install
     import dlib
 
-    predictor, detector = dlib_predictor(), dlib.get_frontal_face_detector()
-    gt_boxes = [hog.detector_box(points) for points in faces.gt]
-    own = [hog_box(detector, image, points) for image, points in zip(faces.images, faces.gt)]
-    found = sum(box is not None for box in own)
-    boxes = {"own detector": [box if box is not None else gt for box, gt in zip(own, gt_boxes)],
-             "ground-truth box": gt_boxes}
-    notes = {"own detector": f"dlib HOG box on {found}/{len(own)} faces, the ground-truth box mapped to dlib's "
-                             "convention on the rest",
-             "ground-truth box": "ground-truth landmark box mapped to dlib's box convention (inverse HOG calibration)"}
+    boxes = [hog.detector_box(points) for points in faces.gt]
+    note = "ground-truth landmark box mapped to dlib's box convention (inverse HOG calibration)"
+    if protocol == "own detector":
+        detector = dlib.get_frontal_face_detector()
+        own = [hog_box(detector, image, points) for image, points in zip(faces.images, faces.gt)]
+        boxes = [box if box is not None else gt for box, gt in zip(own, boxes)]
+        note = (f"dlib HOG box on {sum(box is not None for box in own)}/{len(own)} faces, the ground-truth box mapped "
+                "to dlib's convention on the rest")
+    return np.stack([dlib_points(predictor, image, box, 1) for image, box in zip(faces.images, boxes)]), note
+
+
+def dlib_under_protocols(faces: EvalSet, hog: BoxCalibration) -> dict[str, dict]:
+    """dlib's points under each protocol, scored like our models: {protocol: report with a `box` note}."""
     reports = {}
     for protocol in PROTOCOLS:
-        pred = np.stack([dlib_points(predictor, image, box, 1) for image, box in zip(faces.images, boxes[protocol])])
-        reports[protocol] = scored(faces, pred) | {"box": notes[protocol]}
+        pred, note = dlib_under_protocol(faces, hog, protocol)
+        reports[protocol] = scored(faces, pred) | {"box": note}
     return reports
 
 
