@@ -5,6 +5,8 @@ and turns a failure into a report row (removing anything half-written), so expor
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import re
@@ -243,12 +245,14 @@ def _global_min_max(quantizer, content: bytes, calibration: dict) -> dict:
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(quantizer.get_quantization_recipe())
     calib = calibrator.Calibrator(bytes(content), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-    calib.calibrate(calibration, manager)
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar takes no option to turn it off; errors still raise
+        calib.calibrate(calibration, manager)
     return calib.get_model_qsvs()
 
 
 def _quantize_tflite(quantizer, path: Path, meta_text: str, qsvs: dict | None = None) -> None:
-    result = quantizer.quantize(qsvs, enable_progress_report=False)
+    with contextlib.redirect_stderr(io.StringIO()):  # a tqdm bar its enable_progress_bar option does not reach
+        result = quantizer.quantize(qsvs, enable_progress_report=False)
     path.write_bytes(_tflite_with_metadata(bytes(result.quantized_model), meta_text))
 
 
