@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from facelm.contract import read_sidecar, sidecar_path
-from facelm.detect import BLAZEFACE_MODELS, BoxCalibration, blazeface_model_file, make_detector, read_calibration
+from facelm.detect import BLAZEFACE_MODELS, blazeface_model_file, make_detector, read_calibration
 from facelm.errors import UserError
 from facelm.formats import COREML_REFERENCE, FORMATS
 from facelm.inference import BatchFn
+from facelm.labellers import dlib_own_pipeline
 from facelm.runtimes import RUNTIMES, load_exported
 from facelm.schemes import get_scheme
 
@@ -181,18 +182,6 @@ def model_accuracy(run: BatchFn, meta: dict, faces: Faces) -> dict:
     return {**scores(pred, faces), "box": "ground-truth landmark box, sidecar crop rule"}
 
 
-def dlib_model_file() -> Path:
-    import face_recognition_models
-
-    return Path(face_recognition_models.pose_predictor_model_location())
-
-
-def load_dlib():
-    import dlib
-
-    return dlib.shape_predictor(str(dlib_model_file()))
-
-
 def dlib_rect(box):
     import dlib
 
@@ -205,32 +194,6 @@ def dlib_timing_call(predictor):
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     rect = dlib_rect((size / 4, size / 4, 3 * size / 4, 3 * size / 4))
     return lambda: predictor(image, rect)
-
-
-def dlib_box(detector, image: np.ndarray, points: np.ndarray):
-    """dlib's own HOG detector box for the face (the largest detection centred inside the landmark box), else None."""
-    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-    hits = [d for d in detector(image, 1) if x0 < d.center().x < x1 and y0 < d.center().y < y1]
-    return max(hits, key=lambda d: d.area(), default=None)
-
-
-def dlib_predictions(predictor, images: list[np.ndarray], gt: np.ndarray, hog: BoxCalibration
-                     ) -> tuple[np.ndarray, str]:
-    """dlib's pipeline: its HOG detector's box where it finds the face, else the landmark box mapped to that
-    convention by the inverse of the `hog` calibration; the shape predictor on that box. Points (N, 68, 2) and a note
-    saying which box was used."""
-    import dlib
-
-    detector = dlib.get_frontal_face_detector()
-    pred, detected = [], 0
-    for image, points in zip(images, gt):
-        rect = dlib_box(detector, image, points)
-        detected += rect is not None
-        shape = predictor(image, rect if rect is not None else dlib_rect(hog.detector_box(points)))
-        pred.append([(p.x, p.y) for p in shape.parts()])
-    box = (f"dlib HOG detector box on {detected}/{len(gt)} faces, the ground-truth landmark box mapped to "
-           f"dlib's box convention on the rest")
-    return np.asarray(pred, np.float32), box
 
 
 def detector_timing_call(name: str) -> tuple:
@@ -253,5 +216,5 @@ def detector_timing_call(name: str) -> tuple:
 def dlib_accuracy(predictor, faces: Faces) -> dict:
     if faces.scheme_name != "68":
         raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
-    pred, box = dlib_predictions(predictor, faces.images, faces.gt, read_calibration(CALIBRATION, "hog"))
+    pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(CALIBRATION, "hog"))
     return {**scores(pred, faces), "box": box}

@@ -31,10 +31,8 @@ from bench.measure import (  # noqa: E402
     detector_timing_call,
     discover,
     dlib_accuracy,
-    dlib_model_file,
     dlib_timing_call,
     latency_stats,
-    load_dlib,
     load_faces,
     load_runtime,
     model_accuracy,
@@ -45,6 +43,7 @@ from bench.table import text_table  # noqa: E402
 from facelm.detect import DETECTORS  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 from facelm.inference import flip_averaged  # noqa: E402
+from facelm.labellers import dlib_model_file, dlib_predictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MS = 5.0
@@ -95,7 +94,7 @@ def measure(job: dict) -> dict:
     start = time.perf_counter()
     info = {}
     if job["kind"] == "dlib":
-        predictor = load_dlib()
+        predictor = dlib_predictor()
         call = dlib_timing_call(predictor)
     elif job["kind"] == "detector":
         call, info = detector_timing_call(job["path"])

@@ -9,7 +9,6 @@ import numpy as np
 from facelm.errors import UserError
 from facelm.geometry import crop_matrix, landmark_box, transform_points, warp_image
 
-
 PHOTOMETRIC_RULE = 2  # recorded in run configs: 2 = `photometric_pipeline` scales every transform, 0 disables
 
 

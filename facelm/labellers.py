@@ -67,6 +67,29 @@ def largest_hog_box(image: np.ndarray) -> np.ndarray | None:
     return np.array([face.left(), face.top(), face.right(), face.bottom()], np.float32)
 
 
+def hog_box_on_face(detector, image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """The largest HOG detection (x0, y0, x1, y1) whose centre lies in the face's landmark box, or None."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    hits = [d for d in detector(image, 1) if x0 < d.center().x < x1 and y0 < d.center().y < y1]
+    best = max(hits, key=lambda d: d.area(), default=None)
+    return None if best is None else np.array([best.left(), best.top(), best.right(), best.bottom()], np.float32)
+
+
+def dlib_own_pipeline(predictor, images: list[np.ndarray], gt: np.ndarray, hog: BoxCalibration
+                      ) -> tuple[np.ndarray, str]:
+    """dlib's pipeline as users run it on annotated faces: its HOG detector's box where it finds the face, else the
+    landmark box mapped to that convention by the inverse of the `hog` calibration. Points (N, 68, 2) and a note
+    saying which boxes were used."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    own = [hog_box_on_face(detector, image, points) for image, points in zip(images, gt)]
+    boxes = [box if box is not None else hog.detector_box(points) for box, points in zip(own, gt)]
+    note = (f"dlib HOG box on {sum(box is not None for box in own)}/{len(own)} faces, the ground-truth landmark box "
+            "mapped to dlib's box convention on the rest")
+    return np.stack([dlib_points(predictor, image, box, 1) for image, box in zip(images, boxes)]), note
+
+
 def canonical_outputs(run_model: BatchFn, images: list[np.ndarray], boxes: list[np.ndarray], size: int) -> np.ndarray:
     """A model's outputs (N, K, 3) on the eval-rule crop of each box: x, y in image pixels and the confidence logit."""
     crops, matrices = eval_crops(images, boxes, size)

@@ -18,7 +18,7 @@ import numpy as np
 from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, read_calibration
 from facelm.errors import UserError
 from facelm.evaluation import EvalSet, model_batch_fn
-from facelm.labellers import dlib_model_file, dlib_points, dlib_predictor, dlib_version
+from facelm.labellers import dlib_model_file, dlib_own_pipeline, dlib_points, dlib_predictor, dlib_version
 from facelm.metrics import landmark_report
 from facelm.runs import make_run_dir, provenance, write_json
 from facelm.schemes import get_scheme
@@ -43,28 +43,14 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def hog_box(detector, image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
-    """The largest HOG detection whose centre lies in the landmark box (x0, y0, x1, y1), or None."""
-    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-    hits = [d for d in detector(image, 1) if x0 < d.center().x < x1 and y0 < d.center().y < y1]
-    best = max(hits, key=lambda d: d.area(), default=None)
-    return None if best is None else np.array([best.left(), best.top(), best.right(), best.bottom()], np.float32)
-
-
 def dlib_under_protocol(faces: EvalSet, hog: BoxCalibration, protocol: str) -> tuple[np.ndarray, str]:
     """dlib's points (N, 68, 2) under one protocol, and a note saying which boxes it had."""
     predictor = dlib_predictor()  # first: a missing dlib is one line saying which extra to install
-    import dlib
-
-    boxes = [hog.detector_box(points) for points in faces.gt]
-    note = "ground-truth landmark box mapped to dlib's box convention (inverse HOG calibration)"
     if protocol == "own detector":
-        detector = dlib.get_frontal_face_detector()
-        own = [hog_box(detector, image, points) for image, points in zip(faces.images, faces.gt)]
-        boxes = [box if box is not None else gt for box, gt in zip(own, boxes)]
-        note = (f"dlib HOG box on {sum(box is not None for box in own)}/{len(own)} faces, the ground-truth box mapped "
-                "to dlib's convention on the rest")
-    return np.stack([dlib_points(predictor, image, box, 1) for image, box in zip(faces.images, boxes)]), note
+        return dlib_own_pipeline(predictor, faces.images, faces.gt, hog)
+    boxes = [hog.detector_box(points) for points in faces.gt]
+    return (np.stack([dlib_points(predictor, image, box, 1) for image, box in zip(faces.images, boxes)]),
+            "ground-truth landmark box mapped to dlib's box convention (inverse HOG calibration)")
 
 
 def dlib_under_protocols(faces: EvalSet, hog: BoxCalibration) -> dict[str, dict]:

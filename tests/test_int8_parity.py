@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, released_export
+
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
 from facelm.dataset import decode_all

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import released_export
 
-from facelm.calibrate import detected_faces, landmarks_from_detections
 from facelm import detect
+from facelm.calibrate import detected_faces, landmarks_from_detections
 from facelm.cli import main as cli
 from facelm.detect import BoxCalibration, HogDetector, fit_calibration, read_calibration
 from facelm.errors import UserError

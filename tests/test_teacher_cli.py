@@ -52,8 +52,8 @@ def test_run_folder_holds_config_fingerprint_metrics_and_artefacts(trained_run):
 def _train_epochs(tiny_300w, out, *extra):
     """Two whole epochs of 3 steps (12 faces, batch 4), evaluated at the end only."""
     return facelm(["train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w),
-                   "--test-data", str(tiny_300w), "--input-size", "64", "--batch-size", "4", "--workers", "0", "--epochs", "2", "--eval-every", "2",
-                   "--out", str(out), *extra])
+                   "--test-data", str(tiny_300w), "--input-size", "64", "--batch-size", "4", "--workers", "0",
+                   "--epochs", "2", "--eval-every", "2", "--out", str(out), *extra])
 
 
 def _states_differ(a: dict, b: dict) -> list[str]:
