@@ -56,6 +56,7 @@ from bench.table import text_table  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
 from facelm.formats import get_format, tolerances  # noqa: E402
 from facelm.inference import BatchFn  # noqa: E402
+from facelm.quiet import configure_output  # noqa: E402
 from facelm.runs import data_label  # noqa: E402
 from facelm.runtimes import load_exported  # noqa: E402
 
@@ -449,4 +450,5 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_output()  # third-party import noise held back, as every facelm command does
     sys.exit(cli())
