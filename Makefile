@@ -9,8 +9,9 @@ EXTRAS ?= test,export,predict,peers
 PY := $(VENV)/bin/python
 FACELM := $(VENV)/bin/facelm
 RUNS ?= runs
-TEACHER_ARGS ?= --source-share 300w=0.8 --epochs 90
-STUDENT_ARGS ?= --head integral --batch-size 128 --photos-per-batch 128 --steps-per-epoch 500 --epochs 20
+# The release recipes are the commands' defaults (RECIPE in teacher/train.py and student/train.py); these add to them.
+TEACHER_ARGS ?=
+STUDENT_ARGS ?=
 EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
@@ -60,7 +61,7 @@ setup: $(VENV)/.installed
 PROFILE ?= release
 QUICK := $(RUNS)/quick
 QUICK_TEACHER_ARGS ?= --epochs 2 --steps-per-epoch 40 --batch-size 32
-QUICK_STUDENT_ARGS ?= --head integral --epochs 2 --steps-per-epoch 40 --batch-size 32 --photos-per-batch 32 \
+QUICK_STUDENT_ARGS ?= --epochs 2 --steps-per-epoch 40 --batch-size 32 --unlabelled-per-batch 32 \
 	--unlabelled "$(DATA)/ytf68/unlabeled" --cache $(QUICK)/cache
 # the newest quick run of a stage: run folders are <time>-<name>, so it sorts last
 quick_run = $$(ls -d $(QUICK)/$(1)/*-quick | tail -n 1)
@@ -72,8 +73,8 @@ all: estimate teacher student export
 endif
 
 estimate:
-	@echo "make all: the release recipes. Estimated time on a 2-core CPU: teacher about 3 h (TEACHER_ARGS), student"
-	@echo "about 3 h (STUDENT_ARGS), export a few minutes (wall times of the released runs: weights/*.md)."
+	@echo "make all: the release recipes. Estimated time on a 2-core CPU: teacher about 3 h, student"
+	@echo "about 3 h (their release recipes are the commands' defaults), export a few minutes (wall times of the released runs: weights/*.md)."
 	@echo "A short run of every stage instead: make all PROFILE=quick DATA=..."
 
 quick: setup
@@ -84,7 +85,7 @@ quick: setup
 	$(FACELM) student --data "$(DATA)" --teacher $(call quick_run,teacher)/last.pt --out $(QUICK)/student --name quick \
 	  $(QUICK_STUDENT_ARGS)
 	$(FACELM) export --data "$(DATA)" --checkpoint $(call quick_run,student)/last.pt --out $(QUICK)/export
-	$(PY) bench/run.py --models $(QUICK)/export --data "$(DATA)/300w/testset" --threads 1 --runs 50 --no-peer \
+	$(FACELM) bench --models $(QUICK)/export --data "$(DATA)/300w/testset" --threads 1 --runs 50 --no-peer \
 	  --json $(QUICK)/bench.json
 	@echo "Done. These models are smoke-quality (minutes of training): they show that every stage runs, not how good"
 	@echo "the models get. The release recipe is 'make all DATA=...' (TEACHER_ARGS, STUDENT_ARGS above in the Makefile;"
@@ -103,13 +104,13 @@ export: setup
 	$(FACELM) export $(DATA_ARG) --out $(RUNS)/export $(EXPORT_ARGS)
 
 bench: setup
-	$(PY) bench/run.py --models weights/export --data "$(DATA)/300w/testset" --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
+	$(FACELM) bench --models weights/export --data "$(DATA)/300w/testset" --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
 
 gate: setup
-	$(PY) bench/gate.py --models weights/export --candidate $(RUNS)/export --data "$(DATA)/300w/testset"
+	$(FACELM) gate --models weights/export --candidate $(RUNS)/export --data "$(DATA)/300w/testset"
 
 gate-refresh: setup
-	$(PY) bench/gate.py --models weights/export --data "$(DATA)/300w/testset" --refresh
+	$(FACELM) gate --models weights/export --data "$(DATA)/300w/testset" --refresh
 
 model-stats: setup
 	$(FACELM) model-stats --time --head-type fc integral --json docs/results/model_stats.json

@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from bench.measure import Model
+from facelm.formats import ExportedModel
 
 A76_GFLOPS = 15.0
 A76_ASSUMPTION = ("one Cortex-A76 core (the big core of a mid-range phone, ~2.4 GHz) sustaining {gflops:g} GFLOP/s fp32, "
@@ -37,7 +37,7 @@ def onnx_macs(path) -> int | None:
     return total
 
 
-def model_macs(model: Model, models: list[Model]) -> tuple[int | None, str]:
+def model_macs(model: ExportedModel, models: list[ExportedModel]) -> tuple[int | None, str]:
     """MACs from the sidecar, else counted in an ONNX export of the same checkpoint, with where they came from."""
     if "macs" in model.meta["model"]:
         return int(model.meta["model"]["macs"]), "sidecar"
@@ -50,7 +50,7 @@ def model_macs(model: Model, models: list[Model]) -> tuple[int | None, str]:
     return None, "no 'macs' in the sidecar and no ONNX export with the onnx package to count them"
 
 
-def mobile_estimates(models: list[Model], budget_ms: float, gflops: float = A76_GFLOPS) -> list[dict]:
+def mobile_estimates(models: list[ExportedModel], budget_ms: float, gflops: float = A76_GFLOPS) -> list[dict]:
     """One projection per checkpoint (all its formats share the network)."""
     rows, seen = [], set()
     for model in models:

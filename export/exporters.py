@@ -399,18 +399,9 @@ def export_coreml_w8(ctx: ExportContext, fmt: Format) -> tuple[Path, str]:
     return path, f"coremltools {ct.__version__} linear_quantize_weights int8 per-channel on coreml_fp16"
 
 
-EXPORTERS: dict[str, Callable[[ExportContext, Format], tuple[Path, str]]] = {
-    "onnx_fp32": export_onnx_fp32,
-    "onnx_int8": export_onnx_int8,
-    "tflite_fp32": export_tflite_fp32,
-    "tflite_fp16": export_tflite_fp16,
-    "tflite_int8": export_tflite_int8,
-    "ncnn_fp16": export_ncnn_fp16,
-    "coreml_fp16": export_coreml_fp16,
-    "coreml_w8": export_coreml_w8,
-}
-REQUIRES = {"onnx_int8": "onnx_fp32", "tflite_fp16": "tflite_fp32", "tflite_int8": "tflite_fp32",
-            "coreml_w8": "coreml_fp16"}
+def exporter(fmt: Format) -> Callable[[ExportContext, Format], tuple[Path, str]]:
+    """The function the format's record names: (context, format) -> (artefact path, converter description)."""
+    return globals()[fmt.exporter]
 
 
 def _remove(path: Path, fmt: Format) -> None:
@@ -435,18 +426,17 @@ def one_line(exc: Exception) -> str:
 
 def run_export(ctx: ExportContext, fmt: Format) -> dict:
     """Export one format: a row with status, file, size, converter and seconds; never raises for converter errors."""
-    row = {"format": fmt.name, "precision": fmt.precision, "runtime": fmt.runtime}
+    row = {"format": fmt.name, "precision": fmt.precision, "runtime": fmt.runtime.name}
     if fmt.unavailable:
         log.warning(f"{fmt.name}: not available: {fmt.unavailable}")
         return {**row, "status": "not available", "error": fmt.unavailable}
-    needed = REQUIRES.get(fmt.name)
-    if needed and needed not in ctx.done:
-        return {**row, "status": "skipped", "error": f"needs {needed}, which did not export"}
+    if fmt.derived_from and fmt.derived_from not in ctx.done:
+        return {**row, "status": "skipped", "error": f"needs {fmt.derived_from}, which did not export"}
     start = time.time()
     target = ctx.path(fmt)
     _remove(target, fmt)
     try:
-        path, converter = EXPORTERS[fmt.name](ctx, fmt)
+        path, converter = exporter(fmt)(ctx, fmt)
     except ImportError as exc:
         _remove(target, fmt)
         log.error(f"{fmt.name}: converter not installed ({exc.name})")

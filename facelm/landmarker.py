@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from facelm.contract import read_sidecar
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration
+from facelm.detect import BoxCalibration
 from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box
 from facelm.inference import BatchFn, flip_averaged, normalised_crops, to_image
+from facelm.paths import RELEASED_CALIBRATION
 from facelm.runs import file_sha256
 from facelm.schemes import Scheme, get_scheme
 
@@ -53,7 +54,7 @@ class Landmarker:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --head and --calibration: the options of every command that runs a model on photos or video."""
-    from facelm.stage import RELEASED_STUDENT
+    from facelm.paths import RELEASED_STUDENT
 
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
                    help=f"checkpoint or exported model with its sidecar (default: {RELEASED_STUDENT})")
@@ -66,7 +67,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def load_landmarker(path: Path, head: str | None = None, mirror: bool = False) -> Landmarker:
     """Any checkpoint or exported model; with `mirror`, every crop is run as it is and mirrored, and averaged."""
-    from facelm.evaluation import model_batch_fn
+    from facelm.engine import model_batch_fn
 
     run, head, scheme_name, size, runtime = model_batch_fn(Path(path), head)
     scheme = get_scheme(scheme_name)

@@ -45,7 +45,7 @@ def write_json(path: Path, data: dict) -> Path:
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    """A run's per-epoch rows, from the metrics.jsonl that `facelm.training.fit` appends to."""
+    """A run's per-epoch rows, from the metrics.jsonl that `facelm.engine.fit` appends to."""
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
@@ -71,6 +71,14 @@ def _jsonable(value):
 
 def jsonable_args(args) -> dict:
     return {k: _jsonable(v) for k, v in vars(args).items()}
+
+
+LEGACY_ARGS = {"head": "head_type", "photos_per_batch": "unlabelled_per_batch"}  # recorded names of renamed options
+
+
+def current_args(recorded: dict) -> dict:
+    """A run's recorded training options under today's names, whichever version of facelm recorded them."""
+    return {LEGACY_ARGS.get(key, key): value for key, value in recorded.items()}
 
 
 def data_label(path: str | Path) -> str:

@@ -2,6 +2,7 @@
 the Core ML reference executor, which is imported only when a Core ML package is loaded."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -9,7 +10,6 @@ import numpy as np
 
 from facelm.contract import read_sidecar
 from facelm.errors import UserError
-from facelm.formats import COREML_REFERENCE
 from facelm.inference import BatchFn
 from facelm.quiet import first_call_native_noise_filtered
 
@@ -58,18 +58,24 @@ def ncnn_fn(path: Path, threads: int | None) -> BatchFn:
 
 
 def coreml_reference_fn(path: Path, threads: int | None) -> BatchFn:
-    from export.coreml_reference import load_reference
+    from facelm.coreml_reference import load_reference
 
     return load_reference(path, threads)
 
 
-# runtime (as in the sidecar) -> (loader, what to install)
-RUNTIMES: dict[str, tuple[Callable[[Path, int | None], BatchFn], str]] = {
-    "onnxruntime": (onnxruntime_fn, "onnxruntime"),
-    "LiteRT": (litert_fn, "ai-edge-litert"),
-    "ncnn": (ncnn_fn, "ncnn"),
-    COREML_REFERENCE: (coreml_reference_fn, "coremltools and torch"),
-}
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # as sidecars record it
+    load: Callable[[Path, int | None], BatchFn]  # (model file, threads) -> batch function on NCHW normalised crops
+    package: str  # what to install for it
+
+
+ONNXRUNTIME = Runtime("onnxruntime", onnxruntime_fn, "onnxruntime")
+LITERT = Runtime("LiteRT", litert_fn, "ai-edge-litert")
+NCNN = Runtime("ncnn", ncnn_fn, "ncnn")
+# no Core ML runtime off Apple: facelm/coreml_reference.py executes the saved program op by op in torch
+COREML_REFERENCE = Runtime("CoreML (reference execution)", coreml_reference_fn, "coremltools and torch")
+RUNTIMES = {runtime.name: runtime for runtime in (ONNXRUNTIME, LITERT, NCNN, COREML_REFERENCE)}
 
 
 def load_exported(path: Path, threads: int | None = None) -> tuple[BatchFn, dict]:
@@ -80,11 +86,11 @@ def load_exported(path: Path, threads: int | None = None) -> tuple[BatchFn, dict
     meta = read_sidecar(path)
     if meta["runtime"] not in RUNTIMES:
         raise UserError(f"{path}: no runtime here for {meta['runtime']!r}; runtimes: {', '.join(RUNTIMES)}")
-    loader, package = RUNTIMES[meta["runtime"]]
+    runtime = RUNTIMES[meta["runtime"]]
     try:
-        run = loader(path, threads)
+        run = runtime.load(path, threads)
     except ImportError:
-        raise UserError(f"{path}: runtime {package} is not installed; pip install 'facelm[export]'") from None
+        raise UserError(f"{path}: runtime {runtime.package} is not installed; pip install 'facelm[export]'") from None
     except UserError:
         raise
     except Exception as exc:

@@ -11,9 +11,6 @@ import torch
 from facelm.checkpoint import load_model
 from facelm.errors import UserError
 
-RELEASED_TEACHER = Path("weights/teacher_resnet18.pt")
-RELEASED_STUDENT = Path("weights/student_mobilenetv2_035.pt")
-
 
 def stage_args_parser(stage: str, train_parser: argparse.ArgumentParser, released: Path,
                       add_help: bool = True) -> argparse.ArgumentParser:

@@ -13,31 +13,32 @@ from pathlib import Path
 import numpy as np
 
 from facelm.checkpoint import load_model
+from facelm.engine import EvalSet, torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, torch_batch_fn
 from facelm.inference import flip_averaged
-from facelm.metrics import format_rho, landmark_report
+from facelm.metrics import landmark_report
 from facelm.models import SingleHead
 from facelm.models.stats import model_stats
-from facelm.runs import file_sha256, read_history, write_json
+from facelm.paths import RESULTS, RUNS
+from facelm.reports.tables import STUDENT_MAX_MB, ab_markdown, families_markdown, fit_sentence, pick_sentence
+from facelm.runs import current_args, file_sha256, read_history, write_json
 from facelm.schemes import Scheme, get_scheme
+from facelm.student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 from facelm.training import add_training_args
-from student.train import DEFAULT_STUDENT, STUDENTS, subset_indices
 
 AUGMENTATION_KEYS = ("scale_min", "scale_max", "jitter", "rotation", "photometric")
-SCHEDULE_ARGS = ("input_size", "head", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
+SCHEDULE_ARGS = ("input_size", "head_type", "epochs", "batch_size", "lr", "weight_decay", "steps_per_epoch", "loss", "seed",
                  *AUGMENTATION_KEYS, "ema_decay", "labelled_limit")
 AB_MIN_GAIN = 0.15  # NME points distillation must win by, with FR@10 no worse
-STUDENT_MAX_MB = 2.0  # release bar on fp32 weights
 FAMILY_STATS = ("params", "mflops", "fp32_mb")  # what families_report adds to a run row
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm student-report", add_help=add_help)
-    p.add_argument("--runs", type=Path, default=Path("runs/student"), help="student runs (default: runs/student)")
+    p.add_argument("--runs", type=Path, default=RUNS / "student", help="student runs (default: runs/student)")
     p.add_argument("--ab-arch", nargs="+", default=None,
                    help="students to A/B (default: every student with both arms on one schedule, shipped one first)")
-    p.add_argument("--out", type=Path, default=Path("docs/results"), help="where student_ab.json / student_families.json go")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where student_ab.json / student_families.json go")
     p.add_argument("--data", type=Path, default=None,
                    help="data root; with it, each A/B also measures both arms and the teacher on the labelled training "
                         "faces (<data>/300w/trainset), which tells underfitting from overfitting")
@@ -54,13 +55,13 @@ def run_rows(root: Path) -> list[dict]:
     for metrics_path in sorted(root.glob("*/metrics.json")):
         run = metrics_path.parent
         config = json.loads((run / "config.json").read_text())
-        args = config["args"]
+        args = current_args(config["args"])
         m = json.loads(metrics_path.read_text())
         teacher = json.loads((run / "teacher_fingerprint.json").read_text())
         rows.append({"run": str(run), "arch": args["arch"], "mode": args["mode"],
                      "teacher": {"path": teacher["path"], "sha256": teacher["sha256"], "head": teacher["head"]},
                      "labelled_fraction": labelled_share(args) if args["mode"] == "distill" else None,
-                     "photos_per_batch": args.get("photos_per_batch") or 0 if args["mode"] == "distill" else None,
+                     "unlabelled_per_batch": args.get("unlabelled_per_batch") or 0 if args["mode"] == "distill" else None,
                      "kd_labelled_weight": args.get("kd_labelled_weight", 1.0) if args["mode"] == "distill" else None,
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
                      "schedule": with_recorded_defaults({k: args.get(k) for k in SCHEDULE_ARGS}
@@ -74,23 +75,18 @@ def run_rows(root: Path) -> list[dict]:
 
 
 def with_recorded_defaults(schedule: dict) -> dict:
-    """The schedule with what older runs did not record: their landmark head (the FC head, before there was a choice)
-    and their photometric rule (1: `--photometric` scaled brightness and contrast only)."""
-    return schedule | {"head": schedule.get("head") or "fc", "photometric_rule": schedule.get("photometric_rule", 1)}
-
-
-def photometric_text(schedule: dict) -> str:
-    """How a schedule's photometric augmentation reads in a report, saying what a strength meant for older runs."""
-    if schedule["photometric"] == 1.0 or schedule.get("photometric_rule", 1) >= 2:
-        return f"photometric {schedule['photometric']}"
-    return (f"photometric {schedule['photometric']} on brightness/contrast only (hue, RGB shift, light cast, grey, "
-            "blur and noise ran at full strength: the option's old rule)")
+    """The schedule as reports key it (`head`: the head type), with what older runs did not record: their head type
+    (the FC head, before there was a choice) and their photometric rule (1: `--photometric` scaled brightness and
+    contrast only)."""
+    head = schedule.get("head_type") or schedule.get("head") or "fc"
+    rest = {key: value for key, value in schedule.items() if key != "head_type"}
+    return rest | {"head": head, "photometric_rule": schedule.get("photometric_rule", 1)}
 
 
 def labelled_share(args: dict) -> float:
     """The labelled faces' share of each distill batch: --labelled-fraction, or batch / (batch + photos) when the
-    photos ride on top of a full labelled batch (--photos-per-batch)."""
-    photos = args.get("photos_per_batch") or 0
+    photos ride on top of a full labelled batch (--unlabelled-per-batch)."""
+    photos = args.get("unlabelled_per_batch") or 0
     return round(args["batch_size"] / (args["batch_size"] + photos), 3) if photos else args["labelled_fraction"]
 
 
@@ -159,7 +155,7 @@ def best_distilled_nme(rows: list[dict], arch: str, schedule: dict) -> float:
 @functools.cache
 def default_augmentation_settings() -> dict:
     """The augmentation settings the training options default to."""
-    parser = add_training_args(argparse.ArgumentParser(), epochs=0)
+    parser = add_training_args(argparse.ArgumentParser())
     return {key: parser.get_default(key) for key in AUGMENTATION_KEYS}
 
 
@@ -190,7 +186,7 @@ def crop_controls(rows: list[dict], arch: str, schedule: dict, variants: list[di
     """Labels-alone runs on the schedule but for a batch as large as a distilled variant's labelled faces plus
     photos: as many crops per step as that variant, all of them labelled. They tell the photos' gain from the
     larger batch's."""
-    photos = {r["photos_per_batch"] for r in variants if r.get("photos_per_batch")}
+    photos = {r["unlabelled_per_batch"] for r in variants if r.get("unlabelled_per_batch")}
     if not photos:
         return []
     crops = {schedule["batch_size"] + n for n in photos}
@@ -317,93 +313,6 @@ def families_report(rows: list[dict], schedule: dict) -> list[dict]:
         row = min(runs, key=lambda r: r["nme"]) if runs else {"arch": arch, "run": None}
         table.append({**row, "params": stats["params"], "mflops": 2 * stats["mmacs"], "fp32_mb": stats["fp32_mb"]})
     return sorted(table, key=lambda r: r["mflops"])
-
-
-def share_text(row: dict) -> str:
-    """A distilled arm's labelled share, with the batch split where the photos ride on top of a full labelled batch."""
-    photos = row.get("photos_per_batch") or 0
-    split = f" ({row['schedule']['batch_size']} faces + {photos} photos)" if photos else ""
-    return f"{row['labelled_fraction']}{split}"
-
-
-def arm_name(row: dict, schedule: dict) -> str:
-    if row["schedule"]["head"] != schedule["head"]:
-        return f"{row['mode']}, {row['schedule']['head']} head (control)"
-    if row["mode"] == "labels":
-        batch = row["schedule"]["batch_size"]
-        return "labels" if batch == schedule["batch_size"] else f"labels, batch {batch} (control)"
-    normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
-    return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {share_text(row)}, "
-            f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
-
-
-def chosen_on_sentence(ab: dict) -> str:
-    """Which faces the arms' NME (and so the choice of the distilled arm among its variants) was measured on."""
-    arms = [ab["labels"], ab["distill"], *ab["variants"]]
-    if all(r.get("nme_on") == "validation" for r in arms):
-        return "NME on the validation faces, which chose the distilled arm among its variants."
-    return ("NME on the test faces (300w/testset), which also chose the distilled arm among its variants: these runs "
-            "predate the validation split, so the gain is optimistic.")
-
-
-def ab_markdown(ab: dict) -> str:
-    lines = [chosen_on_sentence(ab), "","| arm | teacher (its NME %) | labelled share of batch | KD weight on labelled faces | "
-             "confidence weights / their mean | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"], *ab.get("head_controls", [])]
-    for r in arms:
-        arm = "distill (B arm)" if r["run"] == ab["distill"]["run"] else (
-            "distill" if r in ab["variants"] else arm_name(r, ab["schedule"]))
-        share = "1.0" if r["mode"] == "labels" else share_text(r)
-        kd = "" if r["mode"] == "labels" else f"{r.get('kd_labelled_weight') or 1.0}"
-        normed = "" if r["mode"] == "labels" else ("yes" if r.get("kd_confidence_norm") else "no")
-        teacher = "" if r["mode"] == "labels" else f"`{r['teacher']['sha256'][:8]}` ({r['teacher_nme']:.3f})"
-        lines.append(f"| {arm} | {teacher} | {share} | {kd} | {normed} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
-                     f"{format_rho(r['spearman_conf_error'])} | {r['train_img_per_s']:.0f} | "
-                     f"{r['train_wall_seconds'] / 60:.0f} |")
-    epochs = list(ab["labels"]["eval_nme_by_epoch"])
-    lines += ["", "NME % by epoch, on the same faces:", "", "| arm | " + " | ".join(f"ep {e}" for e in epochs) + " |",
-              "|---|" + "---|" * len(epochs)]
-    for r in arms:
-        curve = r["eval_nme_by_epoch"]
-        lines.append(f"| {arm_name(r, ab['schedule'])} | "
-                     + " | ".join(f"{curve[e]:.3f}" if e in curve else "" for e in epochs) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def fit_sentence(ab: dict) -> str:
-    """Training-face NME against test NME for both arms and the teacher, as one paragraph."""
-    fit = ab["training_fit"]
-    return (f"On its {fit['n']} labelled training faces (eval-rule crops, no augmentation): labels arm "
-            f"{fit['labels']:.3f}% NME (test {ab['labels']['nme']:.3f}%), distilled arm {fit['distill']:.3f}% "
-            f"(test {ab['distill']['nme']:.3f}%), teacher {fit['teacher']:.3f}% (test {ab['distill']['teacher_nme']:.3f}%), "
-            f"teacher's mirror-averaged targets {fit['teacher_targets']:.3f}%.")
-
-
-def families_markdown(table: list[dict]) -> str:
-    lines = ["| student | params | MFLOPs | fp32 MB | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        accuracy = (f"{r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])}"
-                    if r["run"] else "not trained on this schedule | | |")
-        lines.append(f"| {r['arch']} | {r['params'] / 1e6:.2f} M | {r['mflops']:.1f} | {r['fp32_mb']:.2f} | {accuracy} |")
-    return "\n".join(lines) + "\n"
-
-
-def pick_sentence(table: list[dict], max_mb: float) -> str:
-    """Which trained family to pick: the lowest NME overall, and the lowest within a weights-size budget."""
-    trained = [r for r in table if r["run"]]
-    if not trained:
-        return "No family trained on this schedule yet."
-
-    def named(r: dict) -> str:
-        return f"`{r['arch']}` ({r['nme']:.3f}% NME, {r['mflops']:.1f} MFLOPs, {r['fp32_mb']:.2f} MB)"
-
-    best = min(trained, key=lambda r: r["nme"])
-    small = [r for r in trained if r["fp32_mb"] <= max_mb]
-    within = (f"lowest within {max_mb} MB fp32: {named(min(small, key=lambda r: r['nme']))}" if small
-              else f"none trained is within {max_mb} MB fp32")
-    return f"Of {len(trained)} trained: lowest NME {named(best)}; {within}."
 
 
 def main(args: argparse.Namespace) -> dict:

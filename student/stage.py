@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from facelm.stage import RELEASED_STUDENT, has_training_data, run_stage, stage_args_parser
-from student import train
+from facelm.paths import RELEASED_STUDENT
+from facelm.stage import has_training_data, run_stage, stage_args_parser
+from facelm.student import train
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

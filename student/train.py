@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,33 +33,37 @@ from facelm.dataset import (
     seed_worker,
     set_loader_threads,
 )
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, read_calibration
+from facelm.detect import BoxCalibration, read_calibration
+from facelm.engine import EvalSet, fit, head_output, test_once, torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import add_eval_args, eval_sets, test_once, torch_batch_fn
-from facelm.inference import flip_averaged
+from facelm.inference import BatchFn, flip_averaged
 from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
+from facelm.paths import RELEASED_CALIBRATION, RELEASED_TEACHER, RUNS, shown
 from facelm.plots import plot_ced, plot_training
+from facelm.precision import resolve_precision
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
-from facelm.schemes import get_scheme
+from facelm.schemes import Scheme, get_scheme
 from facelm.splits import hand_train_paths
-from facelm.stage import RELEASED_TEACHER
+from facelm.student.pseudo import frame_prior, labelled_outputs, pseudo_sample_points, read_unlabelled
 from facelm.training import (
+    add_eval_args,
     add_training_args,
     epoch_steps,
-    fit,
+    eval_sets,
     group_share_sampler,
-    head_output,
+    init_from,
     make_optimization,
     restore,
     save_run_checkpoint,
 )
-from student.pseudo import frame_prior, labelled_outputs, pseudo_sample_points, read_unlabelled
 
 UNLABELLED_DEFAULTS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
 STUDENTS = [m for m in list_models() if not m.startswith("resnet")]
 DEFAULT_STUDENT = "mobilenetv2_035"
+# the release recipe, over the shared training defaults: the released student's card records these values
+RECIPE = {"head_type": "integral", "batch_size": 128, "unlabelled_per_batch": 128, "steps_per_epoch": 500, "epochs": 20}
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -90,22 +94,24 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "average confidence pulls as hard as a labelled point (default: off)")
     p.add_argument("--kd-conf-weight", type=float, default=0.5,
                    help="weight of the student-confidence BCE inside the distillation loss (default: 0.5)")
-    p.add_argument("--photos-per-batch", type=int, default=128,
+    p.add_argument("--unlabelled-per-batch", type=int, default=0,
                    help="distill batches of --batch-size labelled faces, the draws the labels-alone arm makes on the "
                         "same seed, plus this many photos; 0 draws the photos in place of labelled faces at "
-                        "--labelled-fraction (default: 128)")
+                        "--labelled-fraction (default: %(default)s)")
     p.add_argument("--labelled-fraction", type=float, default=0.75,
-                   help="with --photos-per-batch 0: share of each distill batch drawn from the labelled faces (default: 0.75)")
+                   help="with --unlabelled-per-batch 0: share of each distill batch drawn from the labelled faces "
+                        "(default: %(default)s)")
     p.add_argument("--labelled-limit", type=int, default=None,
                    help="keep only this many labelled faces per source, a seeded random subset (default: all); for "
                         "A/Bs where the student has too few labels to fit")
-    p.add_argument("--cache", type=Path, default=Path("runs/cache"), help="teacher-landmark cache (default: runs/cache)")
+    p.add_argument("--cache", type=Path, default=RUNS / "cache", help="teacher-landmark cache (default: runs/cache)")
     p.add_argument("--box-calibration", type=Path, default=RELEASED_CALIBRATION,
                    help="detector calibration that maps the photos' boxes.csv (dlib HOG boxes) to landmark boxes "
                         f"(default: {RELEASED_CALIBRATION})")
-    add_training_args(p, epochs=16)
-    p.add_argument("--out", type=Path, default=Path("runs/student"), help="runs root (default: runs/student)")
+    add_training_args(p)
+    p.add_argument("--out", type=Path, default=RUNS / "student", help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")
+    p.set_defaults(**RECIPE)
     return p
 
 
@@ -191,15 +197,15 @@ def make_sampler(n_labelled: int, n_unlabelled: int, labelled_fraction: float, n
     return group_share_sampler([n_labelled, n_unlabelled], [labelled_fraction, 1 - labelled_fraction], num_samples, seed)
 
 
-class LabelledPlusPhotos(Sampler[list[int]]):
+class LabelledPlusUnlabelled(Sampler[list[int]]):
     """Batches over a dataset of labelled faces followed by photos: `labelled` draws that are exactly those a
     labels-alone run on the same seed makes (`make_sampler` with no photos), then `photos` uniform draws of photos.
     The distilled arm then sees every labelled view the labels arm sees, and the photos on top."""
 
     def __init__(self, n_labelled: int, n_photos: int, labelled: int, photos: int, steps: int, seed: int):
         if n_photos == 0:
-            raise UserError(f"--photos-per-batch {photos} needs unlabelled photos: pass --unlabelled or set DATA, or "
-                            "--photos-per-batch 0 to distil on the labelled faces alone")
+            raise UserError(f"--unlabelled-per-batch {photos} needs unlabelled photos: pass --unlabelled or set DATA, or "
+                            "--unlabelled-per-batch 0 to distil on the labelled faces alone")
         self.labelled_draws = make_sampler(n_labelled, 0, 1.0, steps * labelled, seed)
         self.photo_generator = torch.Generator().manual_seed(seed + 1)
         self.n_labelled, self.n_photos, self.labelled, self.photos, self.steps = n_labelled, n_photos, labelled, photos, steps
@@ -231,68 +237,57 @@ def student_loss(model: LandmarkNet, batch: dict, args: argparse.Namespace, coor
     return args.gt_weight * gt + args.kd_weight * kd, {**parts, **kd_parts}
 
 
-def main(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    set_loader_threads(args.workers)
-    torch.manual_seed(args.seed)
-    teacher, teacher_payload = load_model(args.teacher)
-    heads = teacher_payload["spec"]["heads"]
+@dataclass
+class Teacher:
+    """The teacher as the student sees it: one head, plain and (with --teacher-flip) mirror-averaged, keyed for the
+    target cache by its file, head and averaging."""
+    payload: dict
+    scheme: Scheme
+    size: int
+    plain: BatchFn
+    targets: BatchFn
+    sha256: str
+    key: str
+
+
+def load_teacher(args: argparse.Namespace) -> Teacher:
+    model, payload = load_model(args.teacher)
+    heads = payload["spec"]["heads"]
     if args.teacher_head not in heads:
         raise UserError(f"{args.teacher}: no head {args.teacher_head!r}; it has {', '.join(heads)}")
-    scheme_name, teacher_size = heads[args.teacher_head], teacher_payload["spec"]["input_size"]
-    teacher_head = SingleHead(teacher, args.teacher_head).to(args.device).to(memory_format=torch.channels_last).eval()
-    teacher_plain = torch_batch_fn(teacher_head, args.device)
-    scheme = get_scheme(scheme_name)
-    teacher_fn = flip_averaged(teacher_plain, scheme.flip_perm) if args.teacher_flip else teacher_plain
-    teacher_sha = file_sha256(args.teacher)
-    teacher_key = f"{teacher_sha}-{args.teacher_head}-{'flip' if args.teacher_flip else 'plain'}"
+    scheme = get_scheme(heads[args.teacher_head])
+    head = SingleHead(model, args.teacher_head).to(args.device).to(memory_format=torch.channels_last).eval()
+    plain = torch_batch_fn(head, args.device)
+    sha256 = file_sha256(args.teacher)
+    return Teacher(payload, scheme, payload["spec"]["input_size"], plain,
+                   flip_averaged(plain, scheme.flip_perm) if args.teacher_flip else plain, sha256,
+                   f"{sha256}-{args.teacher_head}-{'flip' if args.teacher_flip else 'plain'}")
 
-    labelled = [labelled_subset(load_source(s), args.labelled_limit, args.seed) for s in labelled_sources(args, scheme_name)]
-    resume = read_checkpoint(args.resume) if args.resume else None
-    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
-    log = run_logger(run_dir, "train")
+
+def sources_with_targets(args: argparse.Namespace, teacher: Teacher, log) -> tuple[list[LoadedSource], list[LoadedSource], dict]:
+    """The labelled sources and the unlabelled folders, each face with its cached teacher output; and the record of
+    where the photos' pseudo-landmarks (their first crops) came from."""
+    labelled = [labelled_subset(load_source(s), args.labelled_limit, args.seed)
+                for s in labelled_sources(args, teacher.scheme.name)]
     folders = unlabelled_folders(args)
     prior_path = args.prior_source or (Path(args.data) / "ytf68" / "train" if args.data else None)
     started = time.time()
     for item in labelled:
-        item.teacher = labelled_outputs(item, teacher_fn, teacher_size, teacher_key, args.cache)
+        item.teacher = labelled_outputs(item, teacher.targets, teacher.size, teacher.key, args.cache)
     calibration = read_calibration(args.box_calibration, "hog") if any((f / "boxes.csv").exists() for f in folders) else None
-    unlabelled, pseudo = load_unlabelled(folders, teacher_fn, teacher_size, teacher_key, prior_path, scheme, args.cache,
-                                         calibration, log)
-    teacher_seconds = time.time() - started
-    log.info(f"teacher targets for {sum(len(i.samples) for i in labelled + unlabelled)} faces in {teacher_seconds:.0f} s "
-             f"(cached in {args.cache})")
-    eval_set, test_set = eval_sets(args, scheme)
+    unlabelled, pseudo = load_unlabelled(folders, teacher.targets, teacher.size, teacher.key, prior_path, teacher.scheme,
+                                         args.cache, calibration, log)
+    log.info(f"teacher targets for {sum(len(i.samples) for i in labelled + unlabelled)} faces in "
+             f"{time.time() - started:.0f} s (cached in {args.cache})")
+    return labelled, unlabelled, {"pseudo_landmarks": pseudo, "seconds": time.time() - started}
 
-    sources = labelled + unlabelled if args.mode == "distill" else labelled
-    confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
-    fingerprint = data_fingerprint(labelled + unlabelled)
-    fingerprint["used_in_this_mode"] = [item.source.name for item in sources]
-    teacher_fingerprint = {"path": str(args.teacher), "sha256": teacher_sha, "spec": teacher_payload["spec"],
-                           "head": args.teacher_head, "flip_averaged": args.teacher_flip,
-                           "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
-                           "pseudo_landmarks": pseudo, "kd_confidence_mean": confidence_mean}
-    write_json(run_dir / "config.json", {"args": jsonable_args(args), "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
-    write_json(run_dir / "data_fingerprint.json", fingerprint)
-    write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
 
-    model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size,
-                         head=args.head)
-    model.heads[args.teacher_head].set_mean_shape(torch.from_numpy(labelled[0].mean_crop_shape(args.input_size)))
-    model = model.to(args.device).to(memory_format=torch.channels_last)
-    spec = model_spec(model, args.arch, {args.teacher_head: scheme_name})
-
-    geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
-    if args.mode == "labels":
-        sources = [replace(item, teacher=None) for item in sources]
-    dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
-    all_images = sum(len(item.samples) for item in labelled + unlabelled)
-    steps_per_epoch = epoch_steps(args.steps_per_epoch, all_images // args.batch_size)
-    n_labelled = sum(len(item.samples) for item in labelled)
-    if args.mode == "distill" and args.photos_per_batch:
-        batching = {"batch_sampler": LabelledPlusPhotos(n_labelled, len(dataset) - n_labelled, args.batch_size,
-                                                        args.photos_per_batch, steps_per_epoch, args.seed)}
+def training_loader(args: argparse.Namespace, dataset: LandmarkCrops, n_labelled: int, steps_per_epoch: int) -> DataLoader:
+    """Distil batches of labelled faces plus --unlabelled-per-batch photos, or batches that draw the photos at
+    --labelled-fraction; the labels arm draws labelled faces alone."""
+    if args.mode == "distill" and args.unlabelled_per_batch:
+        batching = {"batch_sampler": LabelledPlusUnlabelled(n_labelled, len(dataset) - n_labelled, args.batch_size,
+                                                            args.unlabelled_per_batch, steps_per_epoch, args.seed)}
     else:
         batching = {"batch_size": args.batch_size, "drop_last": True,
                     "sampler": make_sampler(n_labelled, len(dataset) - n_labelled, args.labelled_fraction,
@@ -301,6 +296,69 @@ def main(args: argparse.Namespace) -> dict:
                         worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0)
     if args.workers == 0:
         dataset.reseed(args.seed)
+    return loader
+
+
+def final_metrics(args: argparse.Namespace, report: dict, eval_set: EvalSet, teacher: Teacher, history: list[dict],
+                  run_dir: Path) -> dict:
+    """The run's metrics.json: the student's and the teacher's NME on the validation faces, speed and schedule."""
+    teacher_report = eval_set.evaluate(teacher.plain, teacher.size)[0]
+    targets_report = eval_set.evaluate(teacher.targets, teacher.size)[0]
+    plot_ced({f"student {args.arch} ({args.mode})": np.asarray(report["per_image_nme"]) / 100,
+              f"teacher {teacher.payload['spec']['arch']}": np.asarray(teacher_report["per_image_nme"]) / 100},
+             run_dir / "ced.png", title=f"CED on {eval_set.label}")
+    metrics = {key: value for key, value in report.items() if key != "per_image_nme"}
+    metrics.update(mode=args.mode, arch=args.arch, teacher_nme=teacher_report["nme"],
+                   teacher_fr10=teacher_report["fr10"], teacher_auc10=teacher_report["auc10"],
+                   teacher_targets_nme=targets_report["nme"],
+                   train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
+                   train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs)
+    return metrics
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_loader_threads(args.workers)
+    torch.manual_seed(args.seed)
+    teacher = load_teacher(args)
+    scheme = teacher.scheme
+    resume = read_checkpoint(args.resume) if args.resume else None
+    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
+    log = run_logger(run_dir, "train")
+    labelled, unlabelled, targets = sources_with_targets(args, teacher, log)
+    eval_set, test_set = eval_sets(args, scheme)
+    precision, why = resolve_precision(args.precision, args.device)
+
+    sources = labelled + unlabelled if args.mode == "distill" else labelled
+    confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
+    fingerprint = data_fingerprint(labelled + unlabelled)
+    fingerprint["used_in_this_mode"] = [item.source.name for item in sources]
+    teacher_fingerprint = {"path": shown(args.teacher), "sha256": teacher.sha256, "spec": teacher.payload["spec"],
+                           "head": args.teacher_head, "flip_averaged": args.teacher_flip,
+                           "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
+                           "pseudo_landmarks": targets["pseudo_landmarks"], "kd_confidence_mean": confidence_mean}
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
+                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
+    write_json(run_dir / "data_fingerprint.json", fingerprint)
+    write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
+
+    model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size,
+                         head=args.head_type)
+    model.heads[args.teacher_head].set_mean_shape(torch.from_numpy(labelled[0].mean_crop_shape(args.input_size)))
+    if args.init:
+        init_from(model, args.init, log)
+    model = model.to(args.device).to(memory_format=torch.channels_last)
+    spec = model_spec(model, args.arch, {args.teacher_head: scheme.name})
+
+    geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
+    if args.mode == "labels":
+        sources = [replace(item, teacher=None) for item in sources]
+    dataset = LandmarkCrops(sources, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
+    all_images = sum(len(item.samples) for item in labelled + unlabelled)
+    steps_per_epoch = epoch_steps(args.steps_per_epoch, all_images // args.batch_size)
+    n_labelled = sum(len(item.samples) for item in labelled)
+    loader = training_loader(args, dataset, n_labelled, steps_per_epoch)
     steps_per_epoch = min(steps_per_epoch, args.max_steps or steps_per_epoch)
     optimizer, scheduler, ema = make_optimization(model, args, steps_per_epoch)
     start_epoch, history = restore(resume, model, optimizer, scheduler, ema, log) if resume else (0, [])
@@ -316,31 +374,23 @@ def main(args: argparse.Namespace) -> dict:
         save_run_checkpoint(run_dir / "last.pt", model, spec, optimizer, scheduler, ema, epoch, history, args,
                             data_fingerprint=fingerprint, teacher_fingerprint=teacher_fingerprint)
 
-    log.info(f"run folder {run_dir}; mode {args.mode}; {len(dataset)} faces ({sum(len(i.samples) for i in labelled)} "
-             f"labelled), {steps_per_epoch} steps/epoch, teacher {args.teacher} ({teacher_sha[:12]}), device {args.device}")
+    log.info(f"run folder {run_dir}; mode {args.mode}; {len(dataset)} faces ({n_labelled} labelled), {steps_per_epoch} "
+             f"steps/epoch, teacher {args.teacher} ({teacher.sha256[:12]}), device {args.device}, precision {precision} "
+             f"({why})")
     history, report = fit(model, ema, loader, optimizer, scheduler, step, evaluate if eval_set else None, save,
                           epochs=args.epochs, start_epoch=start_epoch, history=history, eval_every=args.eval_every,
-                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log)
+                          device=args.device, max_steps=args.max_steps, run_dir=run_dir, log=log, precision=precision)
     plot_training(history, run_dir / "training_curves.png")
     if not report:
         return {"run_dir": str(run_dir)}
-    teacher_report = eval_set.evaluate(teacher_plain, teacher_size)[0]
-    targets_report = eval_set.evaluate(teacher_fn, teacher_size)[0]
-    plot_ced({f"student {args.arch} ({args.mode})": np.asarray(report["per_image_nme"]) / 100,
-              f"teacher {teacher_payload['spec']['arch']}": np.asarray(teacher_report["per_image_nme"]) / 100},
-             run_dir / "ced.png", title=f"CED on {eval_set.label}")
-    metrics = {key: value for key, value in report.items() if key != "per_image_nme"}
-    metrics.update(mode=args.mode, arch=args.arch, teacher_nme=teacher_report["nme"],
-                   teacher_fr10=teacher_report["fr10"], teacher_auc10=teacher_report["auc10"],
-                   teacher_targets_nme=targets_report["nme"], teacher_seconds=teacher_seconds,
-                   train_img_per_s=float(np.mean([h["train_img_per_s"] for h in history])),
-                   train_wall_seconds=history[-1]["elapsed_seconds"], epochs=args.epochs, steps_per_epoch=steps_per_epoch)
+    metrics = final_metrics(args, report, eval_set, teacher, history, run_dir)
+    metrics.update(teacher_seconds=targets["seconds"], steps_per_epoch=steps_per_epoch, precision=precision)
     if test_set is not None:
         test = test_once(SingleHead(ema.module if ema is not None else model, args.teacher_head), test_set,
                          args.input_size, args.device, run_dir, log)
         metrics["test"] = {k: v for k, v in test.items() if k != "per_image_nme"}
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "eval_report.json", report)
-    log.info(f"final: NME {report['nme']:.3f}% (teacher {teacher_report['nme']:.3f}%)  FR@10 {report['fr10']:.2f}%  "
+    log.info(f"final: NME {report['nme']:.3f}% (teacher {metrics['teacher_nme']:.3f}%)  FR@10 {report['fr10']:.2f}%  "
              f"AUC@10 {report['auc10']:.4f}  Spearman(conf, err) {format_rho(report['spearman_conf_error'])}")
     return {"run_dir": str(run_dir), **metrics}

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 from facelm.errors import UserError
-from facelm.metrics import format_rho
-from facelm.runs import provenance, write_json
+from facelm.reports.tables import OLD_RANKING, ablation_markdown
+from facelm.runs import current_args, provenance, write_json
 
-OLD_RANKING = "the test faces (300w/testset): these runs predate the validation split"
 COMPARED_ARGS = ("arch", "input_size", "epochs", "batch_size", "lr", "seed", "source", "data", "loss", "precision",
-                 "source_share", "head", "train_on")
+                 "source_share", "head_type", "train_on")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -35,7 +34,7 @@ def ablation_rows(runs: list[Path], vary: str = "loss") -> list[dict]:
     rows, schedule = [], None
     for run in runs:
         config = json.loads((run / "config.json").read_text())
-        args = config["args"]
+        args = current_args(config["args"])
         same = {k: args.get(k) for k in COMPARED_ARGS if k != vary}
         if schedule is None:
             schedule = same
@@ -57,24 +56,13 @@ def ranked_on(metrics: dict) -> str:
     return OLD_RANKING
 
 
-def markdown_table(rows: list[dict], vary: str = "loss") -> str:
-    lines = [f"Ranked on {', '.join(sorted({r.get('ranked_on') or OLD_RANKING for r in rows}))}.", "",
-             f"| {vary} | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | test NME % (reported, never ranked on) | img/s | "
-             "wall min |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r[vary]} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
-              + (f"{r['test_nme']:.3f} |" if r.get("test_nme") is not None else "|")
-              + (f" {r['train_img_per_s']:.0f} |" if r.get("train_img_per_s") else " |")
-              + f" {r['train_wall_seconds'] / 60:.1f} |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main(args: argparse.Namespace) -> list[dict]:
     runs = finished_runs(args.runs)
     rows = ablation_rows(runs, args.vary)
     schedule = {k: json.loads((runs[0] / "config.json").read_text())["args"].get(k) for k in COMPARED_ARGS if k != args.vary}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{args.name}.json", {"vary": args.vary, "schedule": schedule, "rows": rows, **provenance()})
-    table = markdown_table(rows, args.vary)
+    table = ablation_markdown(rows, args.vary)
     (args.out / f"{args.name}.md").write_text(table)
     print(table)
     return rows

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from facelm.dataset import LandmarkCrops, default_teacher_sources, load_source, seed_worker, set_loader_threads
 from facelm.errors import UserError
+from facelm.paths import RUNS
 from facelm.runs import provenance, write_json
 
 
@@ -19,7 +20,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=112, help="crop size (default: 112)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="worker counts to time (default: 0 1 2)")
     p.add_argument("--batches", type=int, default=40, help="timed batches of 64 per setting (default: 40)")
-    p.add_argument("--json", type=Path, default=Path("runs/bench/loader.json"), help="report (default: runs/bench/loader.json)")
+    p.add_argument("--json", type=Path, default=RUNS / "bench" / "loader.json", help="report (default: runs/bench/loader.json)")
     return p
 
 

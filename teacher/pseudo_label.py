@@ -22,9 +22,9 @@ import numpy as np
 
 from facelm.checkpoint import load_model
 from facelm.dataset import decode_all
-from facelm.detect import RELEASED_CALIBRATION, read_calibration
+from facelm.detect import read_calibration
+from facelm.engine import torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import torch_batch_fn
 from facelm.inference import flip_averaged
 from facelm.labellers import (
     dlib_model_file,
@@ -36,10 +36,10 @@ from facelm.labellers import (
     settled_outputs,
 )
 from facelm.models import SingleHead
+from facelm.paths import RELEASED_CALIBRATION, RELEASED_TEACHER, RUNS, shown
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_TEACHER
-from student.pseudo import UnlabelledFolder, read_unlabelled
+from facelm.student.pseudo import UnlabelledFolder, read_unlabelled
 
 PHOTO_FOLDERS = ("unlabeled/lfw", "unlabeled/celeba", "unlabeled/utkface", "ytf68/unlabeled")
 LABELLERS = ("dlib", "teacher")
@@ -60,7 +60,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
                    help="maps boxes.csv (dlib HOG boxes) to the teacher's landmark box (default: "
                         f"{RELEASED_CALIBRATION})")
-    p.add_argument("--out", type=Path, default=Path("runs/pseudo"), help="label cache root (default: runs/pseudo)")
+    p.add_argument("--out", type=Path, default=RUNS / "pseudo", help="label cache root (default: runs/pseudo)")
     return p
 
 
@@ -102,7 +102,7 @@ class Labeller:
         self.size = payload["spec"]["input_size"]
         self.calibration = read_calibration(args.calibration, "hog")
         self.identity = {"labeller": f"facelm teacher {payload['spec']['arch']}, head {args.head}, mirror-averaged",
-                         "checkpoint": str(args.teacher), "checkpoint_sha256": file_sha256(args.teacher),
+                         "checkpoint": shown(args.teacher), "checkpoint_sha256": file_sha256(args.teacher),
                          "calibration": asdict(self.calibration),
                          "box_rule": "boxes.csv box mapped by the hog calibration, then 3 passes re-cropped on the "
                                      "teacher's own points"}

@@ -1,6 +1,9 @@
 """Train the multi-head ResNet teacher: one head per annotation source on a shared trunk.
 
-    facelm train-teacher --data $DATA [--arch resnet18] [--epochs 50] [--loss l1] ...
+    facelm train-teacher --data $DATA [--arch resnet18] [--epochs N] [--loss l1] ...
+
+The defaults are the release recipe (RECIPE over the shared training defaults): the released teacher's card records
+the same values, and the Makefile adds nothing to them.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 
 from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
-from facelm.cli import name_values
 from facelm.dataset import (
     LandmarkCrops,
     Source,
@@ -26,25 +28,30 @@ from facelm.dataset import (
     set_loader_threads,
 )
 from facelm.distributed import RankShare, close_distributed, data_parallel, init_distributed, per_rank_batch, world_from_env
+from facelm.engine import fit, head_output, test_once, torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import add_eval_args, eval_sets, test_once, torch_batch_fn
 from facelm.losses import get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
+from facelm.paths import RUNS
 from facelm.plots import plot_training
 from facelm.precision import resolve_precision
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.training import (
+    add_eval_args,
     add_training_args,
     epoch_steps,
-    fit,
+    eval_sets,
     group_share_sampler,
-    head_output,
     init_from,
     make_optimization,
     restore,
     save_run_checkpoint,
 )
+
+# the release recipe, over the shared training defaults
+RECIPE = {"epochs": 100}
+DEFAULT_SOURCE_SHARE = ["300w=0.8"]  # how the release recipe draws its default sources
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -57,16 +64,19 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="the default 300w source's faces: train holds the validation faces out; train+val retrains a "
                         "recipe chosen on validation on all of them, and its in-loop eval is then on seen faces "
                         "(default: train)")
-    p.add_argument("--source-share", action="append", default=[], metavar="NAME=SHARE",
-                   help="repeatable: source NAME makes SHARE of each epoch's draws (sampled with replacement); the "
-                        "other sources share the rest in proportion to their size (default: every face once per epoch)")
+    p.add_argument("--source-share", nargs="*", default=None, metavar="NAME=SHARE",
+                   help="source NAME makes SHARE of each epoch's draws (sampled with replacement); the other sources "
+                        "share the rest in proportion to their size; with no value, every face once per epoch "
+                        f"(default: {' '.join(DEFAULT_SOURCE_SHARE)} for the default sources, every face once per epoch "
+                        "for --source)")
     add_eval_args(p)
     p.add_argument("--eval-head", default="300w", help="head evaluated on --eval-data and --test-data (default: 300w)")
     p.add_argument("--arch", default="resnet18", choices=[m for m in list_models() if m.startswith("resnet")],
                    help="trunk (default: resnet18)")
-    add_training_args(p, epochs=50)
-    p.add_argument("--out", type=Path, default=Path("runs/teacher"), help="runs root (default: runs/teacher)")
+    add_training_args(p)
+    p.add_argument("--out", type=Path, default=RUNS / "teacher", help="runs root (default: runs/teacher)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-LOSS)")
+    p.set_defaults(**RECIPE)
     return p
 
 
@@ -76,6 +86,13 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
     if args.data is None:
         raise UserError("no data: set DATA=/path/to/data (e.g. DATA=../shared/data) or pass --source NAME:SCHEME:PATH")
     return default_teacher_sources(Path(args.data), "all" if args.train_on == "train+val" else "train")
+
+
+def resolved_source_share(args: argparse.Namespace) -> list[str]:
+    """--source-share as given, else the release recipe's for the default sources, else none (every face once)."""
+    if args.source_share is not None:
+        return args.source_share
+    return [] if args.source else list(DEFAULT_SOURCE_SHARE)
 
 
 def parse_source_shares(texts: list[str], names: list[str]) -> dict[str, float]:
@@ -141,6 +158,7 @@ def main(args: argparse.Namespace) -> dict:
     head_names = [s.name for s in sources]
     if args.eval_head not in head_names:
         raise UserError(f"--eval-head {args.eval_head!r} is not one of the sources' heads: {', '.join(head_names)}")
+    args.source_share = resolved_source_share(args)
     shares = parse_source_shares(args.source_share, head_names)
 
     resume = read_checkpoint(args.resume) if args.resume else None
@@ -165,7 +183,7 @@ def main(args: argparse.Namespace) -> dict:
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
 
     model = create_model(args.arch, heads={s.name: s.scheme.n_points for s in sources}, input_size=args.input_size,
-                         head=args.head)
+                         head=args.head_type)
     for item in loaded:
         model.heads[item.source.name].set_mean_shape(torch.from_numpy(item.mean_crop_shape(args.input_size)))
     if args.init:
@@ -229,3 +247,15 @@ def main(args: argparse.Namespace) -> dict:
     write_json(run_dir / "metrics.json", metrics)
     close_distributed(ranks)
     return {"run_dir": str(run_dir), **metrics}
+
+
+def name_values(texts: list[str], option: str, example: str) -> dict[str, float]:
+    """Repeated `NAME=NUMBER` option values as {name: number}; a malformed one is a one-line user error."""
+    values = {}
+    for text in texts:
+        name, _, value = text.partition("=")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise UserError(f"{option} {text!r}: expected NAME=NUMBER, e.g. {example}") from None
+    return values

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from facelm.stage import RELEASED_STUDENT
+from facelm.paths import RELEASED_STUDENT
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def released_export(suffix: str) -> Path:
     """A committed export of the released student's first head, e.g. released_export(".onnx")."""
-    from export.run import export_stem
+    from facelm.export.run import export_stem
 
     spec = json.loads((ROOT / RELEASED_STUDENT.with_suffix(".json")).read_text())["spec"]
     return ROOT / "weights" / "export" / f"{export_stem(spec, next(iter(spec['heads'])))}{suffix}"

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -14,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import gate
-from bench.estimate import onnx_macs
-from bench.measure import arm_cores, cpu_name
-from bench.run import cli as bench
 from facelm.annotations import load_annotations
+from facelm.bench import gate
+from facelm.bench.estimate import onnx_macs
+from facelm.bench.measure import arm_cores, cpu_name
+from facelm.bench.run import cli as bench
 from facelm.checkpoint import model_spec, save_checkpoint
 from facelm.cli import main as facelm
 from facelm.contract import sidecar_path
@@ -91,9 +92,15 @@ def one_line_error(capsys, argv: list[str], match: str) -> None:
 
 
 def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w, tmp_path):
-    """A subprocess where `import torch` (and the LiteRT runtime) fail: the ONNX rows are measured, the .tflite is
-    skipped with a note, and a second run appends to the CSV log."""
-    models = copy_models(exported, tmp_path / "models")
+    """As on a device (docs/device_guide.md): a copy of bench/ and facelm/ with the export folder, run by path in an
+    interpreter that sees no checkout and no install of facelm (-S: no site hooks) and where `import torch` (and the
+    LiteRT runtime) fail. The ONNX rows are measured, the .tflite is skipped with a note, and a second run appends to
+    the CSV log."""
+    device = tmp_path / "device"
+    for folder in ("bench", "facelm"):
+        shutil.copytree(ROOT / folder, device / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    models = copy_models(exported, device / "weights" / "export")
+    shutil.copy(ROOT / "weights" / "detector_calibration.json", device / "weights")
     fake = models / "mobilenetv2_025_300w_64.tflite"
     fake.write_bytes(b"not a flatbuffer")
     shutil.copy(sidecar_path(models / MODEL), sidecar_path(fake))
@@ -101,10 +108,11 @@ def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w
     for name in ("torch", "ai_edge_litert"):
         (tmp_path / "shim" / name).mkdir(parents=True)
         (tmp_path / "shim" / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked in this test')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shim")}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'shim'}:{sysconfig.get_paths()['purelib']}"}
     argv = ["--models", str(models), "--data", str(tiny_300w), "--threads", "1", "--runs", "5", "--warmup", "1",
             "--json", str(tmp_path / "bench.json"), "--csv", str(tmp_path / "log.csv")]
-    proc = subprocess.run([sys.executable, "bench/run.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-S", "bench/run.py", *argv], cwd=device, env=env, capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     rows = {r["format"]: r for r in result["rows"]}
@@ -121,7 +129,7 @@ def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w
 def test_bench_mirror_rows_time_and_score_the_mirror_averaged_model(exported, tiny_300w, tmp_path):
     """--mirror adds a row per model whose accuracy is that of the mirror-averaged model (the same crops, each also
     run mirrored and averaged via the sidecar's flip_perm), beside the plain row."""
-    from facelm.evaluation import EvalSet
+    from facelm.engine import EvalSet
     from facelm.inference import flip_averaged
     from facelm.runtimes import load_exported
 

@@ -17,8 +17,8 @@ ct = pytest.importorskip("coremltools", reason="Core ML toolchain not installed:
 
 from test_export import lively_student  # noqa: E402
 
-from export.coreml_reference import MLProgram, load_reference  # noqa: E402
-from export.exporters import coreml_program, deploy_model, save_mlpackage  # noqa: E402
+from facelm.coreml_reference import MLProgram, load_reference  # noqa: E402
+from facelm.export.exporters import coreml_program, deploy_model, save_mlpackage  # noqa: E402
 
 
 def _student(arch: str, head: str = "fc") -> torch.nn.Module:

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from bench import measure
-from facelm.calibrate import get_args_parser as calibrate_parser
-from facelm.calibrate import recall, split_samples
+from facelm.bench import measure
 from facelm.detect import (
     BLAZEFACE_MODELS,
     BlazeFace,
@@ -26,6 +24,9 @@ from facelm.detect import (
     write_calibration,
 )
 from facelm.errors import UserError
+from facelm.paths import RUNS
+from facelm.photos.calibrate import get_args_parser as calibrate_parser
+from facelm.photos.calibrate import recall, split_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +115,7 @@ def test_bench_maps_a_missed_face_through_the_fitted_hog_calibration(tmp_path, m
     fitted calibration, so a refit moves it."""
     pytest.importorskip("dlib")
     fitted = BoxCalibration(dx=0.05, dy=0.2, scale=0.8)
-    monkeypatch.setattr(measure, "CALIBRATION", write_calibration(tmp_path / "c.json", "hog", fitted, {}, {}))
+    monkeypatch.setattr(measure, "RELEASED_CALIBRATION", write_calibration(tmp_path / "c.json", "hog", fitted, {}, {}))
     points = np.random.default_rng(0).uniform(100, 170, (68, 2))
     boxes = []
 
@@ -130,7 +131,7 @@ def test_bench_maps_a_missed_face_through_the_fitted_hog_calibration(tmp_path, m
 def test_calibrate_detector_writes_to_a_run_folder_unless_told_otherwise():
     """Issue 36.8: by default it overwrote the released weights/detector_calibration.json and docs/results."""
     args = calibrate_parser().parse_args(["--data", "somewhere"])
-    assert args.out.parts[0] == "runs" and args.report.parts[0] == "runs"
+    assert args.out.is_relative_to(RUNS / "calibrate") and args.report.is_relative_to(RUNS / "calibrate")
     make = subprocess.run(["make", "-n", "calibrate-detector", "DATA=somewhere", "VENV=.venv-never"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout
     assert "--out weights/detector_calibration.json --report docs/results/detector.json" in make

@@ -1,7 +1,6 @@
 """Export: every format the installed toolchains allow, verified against PyTorch, with its contract sidecar."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -19,21 +18,16 @@ from facelm.models import SingleHead, create_model
 onnxruntime = pytest.importorskip("onnxruntime", reason="export toolchain not installed: pip install 'facelm[export]'")
 
 STEM = "mobilenetv2_025_300w_64"
-# format family -> modules its converter and runtime need
-TOOLCHAINS = {"onnx": ("onnx", "onnxslim", "onnxruntime"), "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"),
-              "ncnn": ("pnnx", "ncnn"), "coreml": ("coremltools",)}
 
 
-def _installed(fmt) -> bool:
-    return all(importlib.util.find_spec(m) for m in TOOLCHAINS[fmt.name.split("_")[0]])
+def _toolchain(name: str) -> None:
+    """Skip unless the converter and runtime the format's record names are installed."""
+    fmt = get_format(name)
+    for module in fmt.modules:
+        pytest.importorskip(module, reason=f"{fmt.name} toolchain not installed: pip install 'facelm[{fmt.extra}]'")
 
 
-def _toolchain(family: str) -> None:
-    for module in TOOLCHAINS[family]:
-        pytest.importorskip(module, reason=f"{family} toolchain not installed: pip install 'facelm[export]'")
-
-
-INSTALLED = [f.name for f in FORMATS if not f.unavailable and _installed(f)]
+INSTALLED = [f.name for f in FORMATS if not f.unavailable and f.installed()]
 LOOSE = ["--tolerance", "onnx_int8=100", "--tolerance", "tflite_int8=100", "--tolerance", "coreml_w8=100"]
 
 
@@ -85,7 +79,7 @@ def test_every_format_row_is_verified(exported):
     assert sorted(rows) == sorted(INSTALLED) and report["calib_count"] == 200
     for name, row in rows.items():
         fmt = get_format(name)
-        assert row["status"] == "ok" and row["converter"] and row["runtime"] == fmt.runtime, name
+        assert row["status"] == "ok" and row["converter"] and row["runtime"] == fmt.runtime.name, name
         if fmt.precision in ("fp32", "fp16"):
             assert abs(row["delta_nme"]) <= fmt.tolerance, name
         limit = {"fp32": 1e-3, "fp16": 0.1, "w8": 0.5, "int8": 5.0}[fmt.precision]  # px at 64 px
@@ -96,22 +90,24 @@ def test_every_format_row_is_verified(exported):
 
 
 def test_int8_and_fp16_files_are_smaller(exported):
-    _toolchain("tflite")
-    _toolchain("coreml")
+    _toolchain("tflite_fp32")
+    _toolchain("coreml_fp16")
     rows = _rows(exported)
     assert rows["tflite_int8"]["size_mb"] < rows["tflite_fp16"]["size_mb"] < rows["tflite_fp32"]["size_mb"]
     assert rows["coreml_w8"]["size_mb"] < rows["coreml_fp16"]["size_mb"]
 
 
 def test_ncnn_int8_is_reported_not_available_never_faked(student_ckpt, tiny_300w, tmp_path):
-    from export.exporters import ExportContext, run_export
-    from export.run import get_args_parser, main, markdown, selected_formats
+    from facelm.export.exporters import ExportContext, run_export
+    from facelm.export.run import get_args_parser, main, selected_formats
+    from facelm.reports.tables import export_markdown
 
     assert "ncnn_int8" in [f.name for f in selected_formats(None)]
     ctx = ExportContext(torch.nn.Identity(), {}, tmp_path, "x", np.zeros((1, 3, 8, 8), np.float32))
     row = run_export(ctx, get_format("ncnn_int8"))
     assert row["status"] == "not available" and "ncnn2int8" in row["error"] and not list(tmp_path.iterdir())
-    assert "| ncnn_int8 | not available: needs ncnn2table" in markdown([row], {"nme": 1, "fr10": 0, "auc10": 0, "n": 1}, 64)
+    assert "| ncnn_int8 | not available: needs ncnn2table" in export_markdown(
+        [row], {"nme": 1, "fr10": 0, "auc10": 0, "n": 1}, 64)
     with pytest.raises(UserError, match="ncnn_int8 is not available"):
         main(get_args_parser().parse_args(["--checkpoint", str(student_ckpt), "--out", str(tmp_path / "out"),
                                            "--calib-data", str(tiny_300w), "--verify-data", str(tiny_300w),
@@ -121,7 +117,7 @@ def test_ncnn_int8_is_reported_not_available_never_faked(student_ckpt, tiny_300w
 @pytest.mark.parametrize("suffix", [f.suffix for f in FORMATS if not f.unavailable])
 def test_sidecar_is_enough_to_evaluate(exported, tiny_300w, tmp_path, suffix):
     fmt = next(f for f in FORMATS if f.suffix == suffix)
-    _toolchain(fmt.name.split("_")[0])
+    _toolchain(fmt.name)
     artefact = exported / f"{STEM}{suffix}"
     meta = read_sidecar(artefact)
     assert meta["scheme"]["n_points"] == 68 and meta["crop"]["scale"] == 1.25 and meta["format"] == fmt.name
@@ -131,7 +127,7 @@ def test_sidecar_is_enough_to_evaluate(exported, tiny_300w, tmp_path, suffix):
     report = tmp_path / "eval.json"
     assert facelm(["eval", "--model", str(artefact), "--data", str(tiny_300w), "--report", str(report)]) == 0
     evaluated = json.loads(report.read_text())
-    assert evaluated["runtime"] == fmt.runtime
+    assert evaluated["runtime"] == fmt.runtime.name
     assert evaluated["nme"] == pytest.approx(_rows(exported)[fmt.name]["nme"], abs=1e-6)
 
 
@@ -151,7 +147,7 @@ def test_contract_is_embedded_where_the_format_allows(exported):
     meta = read_sidecar(exported / f"{STEM}.onnx")
     embedded = {p.key: json.loads(p.value) for p in onnx.load(exported / f"{STEM}.onnx").metadata_props}["facelm"]
     assert embedded["scheme"] == meta["scheme"] and embedded["format"] == "onnx_fp32" and "sha256" not in embedded
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     from ai_edge_litert import schema_py_generated as schema
 
     for name in ("tflite_fp32", "tflite_fp16", "tflite_int8"):
@@ -161,7 +157,7 @@ def test_contract_is_embedded_where_the_format_allows(exported):
         buffer = model.Buffers(next(m.Buffer() for m in entries if m.Name() == b"facelm"))
         tflite = json.loads(buffer.DataAsNumpy().tobytes())
         assert tflite["format"] == name and tflite["input"]["shape"] == [1, 64, 64, 3] and tflite["scheme"] == meta["scheme"]
-    _toolchain("coreml")
+    _toolchain("coreml_fp16")
     import coremltools as ct
 
     package = ct.models.MLModel(str(exported / f"{STEM}.w8.mlpackage"), skip_model_load=True)
@@ -172,7 +168,7 @@ def test_contract_is_embedded_where_the_format_allows(exported):
 
 
 def test_tflite_takes_nhwc_float_and_int8_is_integer_inside(exported):
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     from ai_edge_litert.interpreter import Interpreter
 
     for suffix in (".tflite", ".fp16.tflite", ".int8.tflite"):
@@ -188,7 +184,7 @@ def test_tflite_takes_nhwc_float_and_int8_is_integer_inside(exported):
 
 
 def test_ncnn_is_a_param_and_its_bin_only(exported, tmp_path):
-    _toolchain("ncnn")
+    _toolchain("ncnn_fp16")
     param = exported / f"{STEM}.ncnn.param"
     assert not list(exported.glob("*pnnx*")) and not list(exported.glob("*.py")) and not list(exported.glob("*.pt"))
     lines = [line.split() for line in param.read_text().splitlines()]
@@ -205,7 +201,7 @@ def test_ncnn_is_a_param_and_its_bin_only(exported, tmp_path):
 
 
 def test_coreml_package_hash_covers_every_file(exported, tmp_path):
-    _toolchain("coreml")
+    _toolchain("coreml_fp16")
     import shutil
 
     package = tmp_path / f"{STEM}.mlpackage"
@@ -225,10 +221,10 @@ def test_coreml_package_hash_covers_every_file(exported, tmp_path):
 def test_tflite_int8_ranges_cover_every_calibration_crop(exported):
     """The quantizer's own calibrate keeps a moving average of each crop's min / max, which forgets an early extreme
     crop; the exporter's calibration must keep the min / max over all of them."""
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     from ai_edge_quantizer import quantizer, recipe
 
-    from export.exporters import TFLITE_SIGNATURE, _global_min_max
+    from facelm.export.exporters import TFLITE_SIGNATURE, _global_min_max
 
     content = (exported / f"{STEM}.tflite").read_bytes()
     crops = np.random.default_rng(0).normal(size=(24, 64, 64, 3)).astype(np.float32)
@@ -242,7 +238,7 @@ def test_tflite_int8_ranges_cover_every_calibration_crop(exported):
 def test_int8_models_assemble_the_output_in_float(exported):
     """Offsets and logits are int8 with their own scales; the concat joining them and the mean-shape add after it
     run in float, so no int8 scale has to span the whole crop or the logits."""
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     import onnx
     from ai_edge_litert.interpreter import Interpreter
 
@@ -265,7 +261,7 @@ def test_int8_models_assemble_the_output_in_float(exported):
 @pytest.mark.parametrize("head", ["fc", "integral"])
 @pytest.mark.parametrize("arch", ["mobilenetv2_025", "mobilenetv2_050", "shufflenetv2_050", "mobilenetv3_small"])
 def test_deploy_model_computes_the_same_function(arch, head):
-    from export.exporters import deploy_model
+    from facelm.export.exporters import deploy_model
 
     single = SingleHead(lively_student(arch, head=head), "300w").eval()
     x = torch.randn(2, 3, 64, 64)
@@ -296,7 +292,7 @@ def test_an_integral_head_student_exports_to_every_format(exported_integral):
 def test_int8_keeps_the_integral_read_out_float(exported_integral):
     """The log-prior add, the softmax over each heatmap and the expectation after it run in float: an int8 softmax
     rounds most cells' weights to zero."""
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     import onnx
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -323,7 +319,7 @@ def test_int8_keeps_the_integral_read_out_float(exported_integral):
 
 
 def test_bad_inputs_are_one_line_errors_without_leftovers(student_ckpt, tiny_300w, tmp_path):
-    from export.run import get_args_parser, main
+    from facelm.export.run import get_args_parser, main
 
     def checkpoint(name: str, arch: str, claimed: str):
         model = create_model(arch, heads={"300w": 68}, input_size=64)
@@ -355,7 +351,7 @@ def test_missing_converter_is_a_failed_row_without_leftovers(student_ckpt, tiny_
 
 
 def test_missing_runtime_is_a_one_line_error(exported, tiny_300w, tmp_path, monkeypatch):
-    _toolchain("tflite")
+    _toolchain("tflite_fp32")
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     from facelm.runtimes import load_exported
 

@@ -11,15 +11,15 @@ import pytest
 import torch
 from conftest import released_export
 
-from bench.run import peer_available
 from facelm import runtimes
+from facelm.bench.run import peer_available
 from facelm.checkpoint import model_spec, save_checkpoint
 from facelm.cli import main as facelm
-from facelm.evaluation import model_batch_fn
-from facelm.figures import DLIB_LABEL, DLIB_MISSING, FIGURES, training_histories
+from facelm.engine import model_batch_fn
 from facelm.inference import predict_faces
 from facelm.models import create_model
 from facelm.plots import GT_COLOUR, LABEL_HEIGHT, PRED_COLOUR, face_tile, tile_grid
+from facelm.reports.figures import DLIB_LABEL, DLIB_MISSING, FIGURES, training_histories
 
 ROOT = Path(__file__).resolve().parents[1]
 ONNX = released_export(".onnx")
@@ -147,7 +147,7 @@ def test_a_missing_runtime_is_skipped_with_a_note(data, checkpoints, exports, tm
     def not_installed(path, threads):
         raise ImportError("No module named 'onnxruntime'")
 
-    monkeypatch.setitem(runtimes.RUNTIMES, "onnxruntime", (not_installed, "onnxruntime"))
+    monkeypatch.setitem(runtimes.RUNTIMES, "onnxruntime", runtimes.Runtime("onnxruntime", not_installed, "onnxruntime"))
     report = run_figures(data, checkpoints, exports, tmp_path)
     assert ONNX.name not in report["models"]
     assert any(note.startswith(ONNX.name) and "not installed" in note for note in report["skipped"])

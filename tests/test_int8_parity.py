@@ -14,9 +14,9 @@ from facelm.formats import get_format
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report
 from facelm.models import SingleHead
+from facelm.paths import RELEASED_STUDENT
 from facelm.runtimes import load_exported
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT
 
 FACES = 64  # the first faces of 300w/testset, by file name
 RUNTIME_MODULES = {"onnx_int8": "onnxruntime", "tflite_int8": "ai_edge_litert", "coreml_w8": "coremltools"}

@@ -9,7 +9,7 @@ from facelm.errors import UserError
 from facelm.losses import get_coord_loss
 from facelm.models import HEADS as HEAD_TYPES
 from facelm.models import SingleHead, create_model, list_models
-from teacher.train import get_args_parser, multi_head_loss
+from facelm.teacher.train import get_args_parser, multi_head_loss
 
 HEADS = {"300w": 68, "wflw": 98}
 

@@ -13,18 +13,18 @@ import pytest
 from conftest import released_export
 
 from facelm import detect
-from facelm.calibrate import detected_faces, landmarks_from_detections
 from facelm.cli import main as cli
 from facelm.detect import BoxCalibration, HogDetector, fit_calibration, read_calibration
 from facelm.errors import UserError
 from facelm.geometry import transform_points
 from facelm.landmarker import load_landmarker, rotate_points, upright_crop
 from facelm.metrics import landmark_report
-from facelm.predict import get_args_parser as predict_parser
-from facelm.predict import main as predict
-from facelm.samples import write_sample_photos
+from facelm.paths import RELEASED_STUDENT
+from facelm.photos.calibrate import detected_faces, landmarks_from_detections
+from facelm.photos.predict import get_args_parser as predict_parser
+from facelm.photos.predict import main as predict
+from facelm.photos.samples import write_sample_photos
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT
 
 ROOT = Path(__file__).resolve().parent.parent
 

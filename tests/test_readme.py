@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from facelm.errors import UserError
-from facelm.readme import main as readme_main
-from facelm.readme import stale_documents
+from facelm.reports.readme import main as readme_main
+from facelm.reports.readme import stale_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 README_MAX_CHARS = 15_000
@@ -64,7 +64,7 @@ def _largest_face_box(image: np.ndarray) -> np.ndarray:
 def test_readme_python_example_runs_on_a_photo(tmp_path, monkeypatch):
     pytest.importorskip("dlib")
     from facelm.dataset import read_rgb
-    from facelm.samples import insightface_group_photo
+    from facelm.photos.samples import insightface_group_photo
 
     code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     assert len([line for line in code.splitlines() if line.strip()]) <= 7

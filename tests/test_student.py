@@ -13,14 +13,14 @@ from torch.utils.data import DataLoader
 from facelm.checkpoint import load_model, model_spec, save_checkpoint
 from facelm.cli import main as facelm
 from facelm.dataset import LandmarkCrops, Source, load_source
+from facelm.engine import skip_trained_draws, torch_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import torch_batch_fn
 from facelm.labellers import settled_outputs
 from facelm.losses import distillation_loss, get_coord_loss
 from facelm.models import SingleHead, create_model
-from facelm.training import make_optimization, skip_trained_draws
-from student.pseudo import read_unlabelled
-from student.train import unlabelled_source_name
+from facelm.student.pseudo import read_unlabelled
+from facelm.student.train import unlabelled_source_name
+from facelm.training import make_optimization
 
 
 def _outputs(logits):
@@ -49,7 +49,7 @@ def test_confidence_mean_rescales_every_points_gradient_alike():
 
 
 def test_teacher_confidence_mean_is_the_mean_sigmoid_over_all_sources():
-    from student.train import teacher_confidence_mean
+    from facelm.student.train import teacher_confidence_mean
 
     class _Item:
         def __init__(self, logits):
@@ -186,8 +186,8 @@ def test_flip_averaging_cancels_a_horizontal_bias():
 
 def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher, tmp_path):
     """The real training step (ground truth + cached teacher targets) on one real batch: the loss goes down."""
-    from student import train
-    from student.pseudo import labelled_outputs
+    from facelm.student import train
+    from facelm.student.pseudo import labelled_outputs
 
     args = train.get_args_parser().parse_args(["--input-size", "64", "--lr", "3e-4", "--warmup-epochs", "0"])
     teacher, _ = load_model(tiny_teacher)
@@ -302,7 +302,7 @@ def test_report_keeps_the_rows_of_runs_whose_folders_are_gone(student_runs, tiny
 
 
 def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
-    from student.report import ab_archs, ab_reports
+    from facelm.student.report import ab_archs, ab_reports
 
     def row(arch, mode, epochs, nme):
         return {"arch": arch, "mode": mode, "schedule": {"epochs": epochs, "head": "fc", "labelled_limit": None}, "nme": nme,
@@ -322,14 +322,15 @@ def test_ab_pairs_only_runs_on_one_schedule_shipped_student_first():
 
 
 def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls():
-    from student.report import ab_markdown, ab_reports
+    from facelm.reports.tables import ab_markdown
+    from facelm.student.report import ab_reports
 
     def row(mode, batch, nme, photos=0, epochs=16, head="fc"):
         return {"arch": "mobilenetv2_035", "mode": mode, "schedule": {"epochs": epochs, "batch_size": batch,
                                                                        "head": head, "labelled_limit": None},
                 "nme": nme, "fr10": 0.3, "auc10": 0.5, "spearman_conf_error": -0.4, "train_img_per_s": 100.0,
                 "train_wall_seconds": 600.0, "eval_nme_by_epoch": {16: nme}, "run": f"{mode}-{batch}-{photos}-{epochs}",
-                "photos_per_batch": photos if mode == "distill" else None, "labelled_fraction": 0.5,
+                "unlabelled_per_batch": photos if mode == "distill" else None, "labelled_fraction": 0.5,
                 "kd_labelled_weight": 0.25, "teacher": {"sha256": "dfe70da5" * 8}, "teacher_nme": 3.8}
 
     rows = [row("labels", 64, 5.0), row("distill", 64, 4.8, photos=64), row("labels", 128, 4.9),
@@ -349,7 +350,7 @@ def test_ab_lists_labels_runs_with_a_distilled_arms_crops_per_step_as_controls()
 
 
 def test_ab_schedules_list_the_default_augmentation_first_then_the_longest_then_the_best():
-    from student.report import paired_schedules
+    from facelm.student.report import paired_schedules
 
     default = {"epochs": 16, "labelled_limit": None, "head": "fc"}
     longer = {"epochs": 20, "labelled_limit": None, "head": "fc"}
@@ -363,7 +364,7 @@ def test_ab_schedules_list_the_default_augmentation_first_then_the_longest_then_
 
 def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
     from facelm.runs import file_sha256
-    from student.report import teacher_checkpoint
+    from facelm.student.report import teacher_checkpoint
 
     released, earlier = tmp_path / "teacher.pt", tmp_path / "old.pt"
     released.write_bytes(b"first teacher")
@@ -377,7 +378,7 @@ def test_a_replaced_teacher_is_found_by_its_sha256_or_refused(tmp_path):
 
 
 def test_families_compare_students_distilled_from_one_teacher():
-    from student.report import families_report, families_schedule
+    from facelm.student.report import families_report, families_schedule
 
     def row(arch, sha, nme):
         return {"arch": arch, "mode": "distill", "schedule": {"epochs": 16, "input_size": 112, "head": "fc"}, "nme": nme,
@@ -391,7 +392,7 @@ def test_families_compare_students_distilled_from_one_teacher():
 
 
 def test_pick_names_the_best_family_overall_and_within_the_size_budget():
-    from student.report import pick_sentence
+    from facelm.reports.tables import pick_sentence
 
     table = [{"arch": "small", "run": "a", "nme": 5.5, "mflops": 17.7, "fp32_mb": 1.7},
              {"arch": "big", "run": "b", "nme": 5.1, "mflops": 32.3, "fp32_mb": 4.8},
@@ -402,7 +403,7 @@ def test_pick_names_the_best_family_overall_and_within_the_size_budget():
 
 
 def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
-    from student.train import make_sampler
+    from facelm.student.train import make_sampler
 
     draws = torch.tensor(list(make_sampler(100, 9900, 0.5, 20000, seed=0)))
     assert abs((draws < 100).float().mean().item() - 0.5) < 0.02 and draws.max() < 10000
@@ -410,7 +411,7 @@ def test_distill_batches_draw_labelled_faces_at_the_set_fraction():
 
 
 def test_labelled_limit_keeps_a_seeded_subset(tiny_300w):
-    from student.train import labelled_subset
+    from facelm.student.train import labelled_subset
 
     item = load_source(Source.parse(f"300w:68:{tiny_300w}"))
     a, b = labelled_subset(item, 5, seed=0), labelled_subset(item, 5, seed=0)
@@ -423,9 +424,9 @@ def test_labelled_limit_keeps_a_seeded_subset(tiny_300w):
 
 
 def test_photos_ride_on_top_of_the_labels_arms_own_draws():
-    from student.train import LabelledPlusPhotos, make_sampler
+    from facelm.student.train import LabelledPlusUnlabelled, make_sampler
 
-    batches = LabelledPlusPhotos(50, 1000, labelled=8, photos=4, steps=10, seed=3)
+    batches = LabelledPlusUnlabelled(50, 1000, labelled=8, photos=4, steps=10, seed=3)
     labels_arm = make_sampler(50, 0, 0.75, 10 * 8, seed=3)  # what --mode labels draws on the same seed
     for _ in range(2):  # both keep their generators across epochs
         drawn = list(batches)
@@ -433,17 +434,17 @@ def test_photos_ride_on_top_of_the_labels_arms_own_draws():
         assert [i for b in drawn for i in b[:8]] == list(labels_arm)
         photos = torch.tensor([i for b in drawn for i in b[8:]])
         assert photos.min() >= 50 and photos.max() < 1050
-    with pytest.raises(UserError, match="--photos-per-batch 4 needs unlabelled photos.*--photos-per-batch 0"):
-        LabelledPlusPhotos(50, 0, labelled=8, photos=4, steps=10, seed=3)
+    with pytest.raises(UserError, match="--unlabelled-per-batch 4 needs unlabelled photos.*--unlabelled-per-batch 0"):
+        LabelledPlusUnlabelled(50, 0, labelled=8, photos=4, steps=10, seed=3)
 
 
 @pytest.mark.parametrize("photos", [4, 0])
 def test_a_resumed_run_goes_on_with_the_draws_of_an_uninterrupted_one(photos):
-    from student.train import LabelledPlusPhotos, make_sampler
+    from facelm.student.train import LabelledPlusUnlabelled, make_sampler
 
     def loader() -> DataLoader:
         if photos:
-            return DataLoader(range(1050), batch_sampler=LabelledPlusPhotos(50, 1000, 8, photos, steps=10, seed=3))
+            return DataLoader(range(1050), batch_sampler=LabelledPlusUnlabelled(50, 1000, 8, photos, steps=10, seed=3))
         return DataLoader(range(50), batch_size=8, drop_last=True, sampler=make_sampler(50, 0, 1.0, 80, seed=3))
 
     whole = loader()
@@ -455,9 +456,10 @@ def test_a_resumed_run_goes_on_with_the_draws_of_an_uninterrupted_one(photos):
 
 
 def test_report_gives_the_share_and_split_of_photos_on_top_of_a_full_batch():
-    from student.report import labelled_share, share_text
+    from facelm.reports.tables import share_text
+    from facelm.student.report import labelled_share
 
-    on_top = {"batch_size": 64, "photos_per_batch": 32, "labelled_fraction": 0.75}
-    assert labelled_share(on_top) == 0.667 and labelled_share(on_top | {"photos_per_batch": 0}) == 0.75
-    row = {"labelled_fraction": 0.667, "photos_per_batch": 32, "schedule": {"batch_size": 64}}
-    assert share_text(row) == "0.667 (64 faces + 32 photos)" and share_text(row | {"photos_per_batch": 0}) == "0.667"
+    on_top = {"batch_size": 64, "unlabelled_per_batch": 32, "labelled_fraction": 0.75}
+    assert labelled_share(on_top) == 0.667 and labelled_share(on_top | {"unlabelled_per_batch": 0}) == 0.75
+    row = {"labelled_fraction": 0.667, "unlabelled_per_batch": 32, "schedule": {"batch_size": 64}}
+    assert share_text(row) == "0.667 (64 faces + 32 photos)" and share_text(row | {"unlabelled_per_batch": 0}) == "0.667"

@@ -18,7 +18,7 @@ from facelm.cli import main as facelm
 from facelm.dataset import LandmarkCrops, LoadedSource, Source, set_loader_threads
 from facelm.errors import UserError
 from facelm.schemes import get_scheme
-from teacher.loader_bench import images_per_second
+from facelm.teacher.loader_bench import images_per_second
 
 
 def _train(tiny_300w, out, *extra):
@@ -70,10 +70,10 @@ def _states_differ(a: dict, b: dict) -> list[str]:
 def test_resume_continues_the_same_run(tiny_300w, tmp_path, monkeypatch):
     """A run interrupted after its first epoch and resumed ends with the model, optimizer, schedule and EMA of the
     same run left uninterrupted, bit for bit, and numbers its epochs on; its model card says it was resumed."""
-    import facelm.training as training
+    import facelm.engine as engine
 
     assert _train_epochs(tiny_300w, tmp_path / "whole", "--name", "whole") == 0
-    train_one_epoch, epochs = training.train_one_epoch, []
+    train_one_epoch, epochs = engine.train_one_epoch, []
 
     def interrupted_in_epoch_two(*args, **kwargs):
         epochs.append(1)
@@ -81,7 +81,7 @@ def test_resume_continues_the_same_run(tiny_300w, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return train_one_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", interrupted_in_epoch_two)
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted_in_epoch_two)
     assert _train_epochs(tiny_300w, tmp_path / "cut", "--name", "cut") == 130
     monkeypatch.undo()
     (whole,), (cut,) = (tmp_path / "whole").iterdir(), (tmp_path / "cut").iterdir()
@@ -137,7 +137,7 @@ def test_user_errors_are_one_line_without_traceback(tiny_300w, tmp_path):
 
 
 def test_source_shares_name_some_sources_and_split_the_rest_by_size():
-    from teacher.train import parse_source_shares, source_shares
+    from facelm.teacher.train import parse_source_shares, source_shares
 
     sizes = {"300w": 100, "ytf68": 300, "wflw": 600}
     assert source_shares(sizes, parse_source_shares([], list(sizes))) == pytest.approx([0.1, 0.3, 0.6])
@@ -180,7 +180,7 @@ def test_a_named_but_missing_data_root_is_an_error_never_a_skip(stage, tmp_path)
 
 
 def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tiny_300w, tmp_path):
-    from teacher.train import epoch_sampling
+    from facelm.teacher.train import epoch_sampling
 
     for shares in (None, [0.5, 0.5]):
         sampler = epoch_sampling([12, 4], shares, batch_size=4, steps_per_epoch=7, seed=0)
@@ -220,7 +220,7 @@ def test_loader_workers_run_opencv_on_one_thread_and_the_main_process_gets_its_d
 def test_loader_bench_times_more_batches_than_one_pass_over_the_faces(monkeypatch):
     """10 faces, 3 timed batches of 64 after one untimed: a clock that advances 1 ms per crop made reads 1000 img/s
     only when exactly the timed batches' 192 crops are counted and timed."""
-    import teacher.loader_bench as loader_bench
+    import facelm.teacher.loader_bench as loader_bench
 
     rng = np.random.default_rng(0)
     points = rng.uniform(30, 90, (68, 2)).astype(np.float32)

@@ -16,12 +16,12 @@ from facelm.detect import BoxCalibration, HogDetector, make_detector, read_calib
 from facelm.errors import UserError
 from facelm.landmarker import load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
+from facelm.paths import RELEASED_STUDENT
 from facelm.schemes import SCHEME_68, get_scheme
-from facelm.stability import ClipSettings, synthetic_clip
-from facelm.stage import RELEASED_STUDENT
-from facelm.track import get_args_parser as track_parser
-from facelm.track import main as track
-from facelm.tracking import (
+from facelm.video.stability import ClipSettings, synthetic_clip
+from facelm.video.track import get_args_parser as track_parser
+from facelm.video.track import main as track
+from facelm.video.tracking import (
     LOSS_CONFIDENCE,
     OneEuroFilter,
     OneEuroParams,

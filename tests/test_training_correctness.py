@@ -10,11 +10,11 @@ import torch
 
 from facelm.augment import photometric_pipeline
 from facelm.detect import BoxCalibration
+from facelm.engine import head_output
 from facelm.errors import UserError
 from facelm.models import create_model
 from facelm.precision import autocast, resolve_precision
-from facelm.training import head_output
-from student.pseudo import UnlabelledFolder, cache_key, starting_boxes
+from facelm.student.pseudo import UnlabelledFolder, cache_key, starting_boxes
 
 
 def _crops(n: int = 32) -> list[np.ndarray]:
@@ -105,7 +105,7 @@ def test_photo_starting_boxes_map_the_detector_box_through_the_calibration(tmp_p
     assert start[:, 1].mean() == pytest.approx(40 + 0.1 * 40)
 
 
-@pytest.mark.parametrize("module", ["facelm.stability", "facelm.figures"])
+@pytest.mark.parametrize("module", ["facelm.video.stability", "facelm.reports.figures"])
 def test_reports_never_default_into_committed_folders(module):
     import importlib
 

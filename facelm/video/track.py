@@ -27,7 +27,8 @@ from facelm.detect import add_detector_args, make_detector, read_calibration
 from facelm.draw import draw_face
 from facelm.errors import UserError
 from facelm.landmarker import add_model_args, load_landmarker
-from facelm.tracking import LOSS_CONFIDENCE, OneEuroParams, TrackedFrame, Tracker, loss_confidence_for
+from facelm.paths import shown
+from facelm.video.tracking import LOSS_CONFIDENCE, OneEuroParams, TrackedFrame, Tracker, loss_confidence_for
 
 FALLBACK_FPS = 30.0  # for containers that do not state a frame rate
 
@@ -140,7 +141,7 @@ def main(args: argparse.Namespace) -> dict:
     if writer is None:
         raise UserError(f"{args.video}: no frame could be decoded (empty or damaged video)")
     writer.release()
-    track = {"video": str(args.video), "fps": fps, "width": shape[1], "height": shape[0], "model": str(args.model),
+    track = {"video": str(args.video), "fps": fps, "width": shape[1], "height": shape[0], "model": shown(args.model),
              "runtime": landmarker.runtime, "head": landmarker.head, "scheme": landmarker.scheme.name,
              "one_euro": asdict(params) if params else None, "loss_confidence": loss_confidence,
              "threads": args.threads, "tracking_fps": len(frames) / seconds, "frames": frames}

@@ -24,6 +24,7 @@ from facelm.detect import BoxCalibration, Detector, add_detector_args, make_dete
 from facelm.draw import draw_face
 from facelm.errors import UserError
 from facelm.landmarker import Landmarker, add_model_args, load_landmarker
+from facelm.paths import shown
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -98,7 +99,7 @@ def main(args: argparse.Namespace) -> list[dict]:
             continue
         start = time.perf_counter()
         faces = faces_in_image(image, detector, landmarker, calibration, args.refine)
-        result = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "model": str(args.model),
+        result = {"image": str(path), "width": image.shape[1], "height": image.shape[0], "model": shown(args.model),
                   "runtime": landmarker.runtime, "head": landmarker.head, "scheme": landmarker.scheme.name,
                   "detector": args.detector, "seconds": round(time.perf_counter() - start, 4), "faces": faces}
         if not faces:

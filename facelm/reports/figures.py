@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facelm.engine import EvalSet, model_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, model_batch_fn
+from facelm.formats import exported_models
+from facelm.paths import RELEASED_CALIBRATION, RELEASED_EXPORTS, RELEASED_STUDENT, RELEASED_TEACHER, RUNS
 from facelm.plots import (
     face_tile,
     plot_ced,
@@ -24,7 +26,6 @@ from facelm.plots import (
 )
 from facelm.runs import make_run_dir, read_history, write_json
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 TEST_SET = Path("300w") / "testset"
 SCHEME = "68"  # the 300-W test faces carry 68 points
@@ -44,7 +45,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="data root holding 300w/testset (default: $DATA)")
     p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
     p.add_argument("--student", type=Path, default=RELEASED_STUDENT, help=f"student checkpoint (default: {RELEASED_STUDENT})")
-    p.add_argument("--exports", type=Path, default=Path("weights/export"),
+    p.add_argument("--exports", type=Path, default=RELEASED_EXPORTS,
                    help="folder of exported models with their sidecars (default: weights/export)")
     p.add_argument("--runs", type=Path, nargs="*", default=[],
                    help="run folders with metrics.jsonl for the training curves (default: the released histories)")
@@ -83,10 +84,8 @@ def evaluate_model(path: Path, faces: EvalSet) -> tuple[dict, np.ndarray]:
 def export_reports(folder: Path, faces: EvalSet, skipped: list[str]) -> dict[str, dict]:
     """Report of every exported model in `folder`, by file name; one whose runtime is not installed is noted in
     `skipped`."""
-    from bench.measure import discover
-
     reports = {}
-    for model in discover(folder):
+    for model in exported_models(folder):
         try:
             report, _ = evaluate_model(model.path, faces)
         except UserError as exc:
@@ -102,10 +101,10 @@ def dlib_report(faces: EvalSet, skipped: list[str]) -> dict | None:
     """dlib's 68-point ERT under its own pipeline (`facelm peer`'s "own detector" protocol: its HOG detector box where
     it finds the face, else the landmark box mapped to that convention), with per-image NME; None with a note when
     dlib is not installed."""
-    from facelm.detect import RELEASED_CALIBRATION, read_calibration
+    from facelm.detect import read_calibration
     from facelm.labellers import dlib_model_file
     from facelm.metrics import landmark_report
-    from facelm.peer import dlib_under_protocol
+    from facelm.reports.peer import dlib_under_protocol
 
     try:
         pred, box = dlib_under_protocol(faces, read_calibration(RELEASED_CALIBRATION, "hog"), "own detector")
@@ -168,7 +167,7 @@ def main(args: argparse.Namespace) -> dict:
     peer = dlib_report(faces, skipped)
     if peer is not None:
         reports[DLIB_LABEL] = peer
-    args.out = args.out or make_run_dir(Path("runs/figures"), "figures")
+    args.out = args.out or make_run_dir(RUNS / "figures", "figures")
     args.json = args.json or args.out / "figures.json"
     args.out.mkdir(parents=True, exist_ok=True)
     figures = {name: args.out / file for name, file in FIGURES.items()}

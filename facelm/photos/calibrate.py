@@ -36,12 +36,12 @@ from facelm.detect import (
 from facelm.errors import UserError
 from facelm.landmarker import Landmarker, load_landmarker
 from facelm.metrics import landmark_report
+from facelm.paths import RELEASED_STUDENT, RUNS, shown
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
-from facelm.stage import RELEASED_STUDENT
-from facelm.tracking import face_and_shifted_confidences, fitted_loss_confidence
+from facelm.video.tracking import face_and_shifted_confidences, fitted_loss_confidence
 
-RUN_FOLDER = Path("runs/calibrate")
+RUN_FOLDER = RUNS / "calibrate"
 COMMON = ("300w/testset", "lfpw/testset")  # the 554 faces of the 300-W common subset
 RECALL_SPLITS = {"300w/testset": "68", "lfpw/testset": "68", "wflw": "98"}
 FRAME = (640, 480)
@@ -105,7 +105,7 @@ def recall(detector: Detector, samples: list[Sample]) -> dict:
 
 def timing_frame() -> np.ndarray:
     """The group photo `facelm sample-photos` writes (six faces), resized to FRAME."""
-    from facelm.samples import insightface_group_photo
+    from facelm.photos.samples import insightface_group_photo
 
     image = cv2.imread(str(insightface_group_photo()))
     return cv2.cvtColor(cv2.resize(image, FRAME, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
@@ -151,7 +151,7 @@ def pipeline_nme(landmarker: Landmarker, detector: Detector, calibration: BoxCal
 def track_loss_fit(landmarker: Landmarker, images: list[np.ndarray], landmarks: np.ndarray) -> dict:
     """The tracker's loss-of-track threshold for this model, with the confidences it was fitted from."""
     on_face, shifted = face_and_shifted_confidences(landmarker, images, landmarks)
-    return {"loss_confidence": fitted_loss_confidence(on_face, shifted), "model": str(landmarker.path),
+    return {"loss_confidence": fitted_loss_confidence(on_face, shifted), "model": shown(landmarker.path),
             "checkpoint_sha256": landmarker.checkpoint_sha256, "faces": len(on_face),
             "on_face_p1": float(np.percentile(on_face, 1)), "on_face_p99": float(np.percentile(on_face, 99)),
             "half_face_shift_median": float(np.median(shifted)),
@@ -222,7 +222,7 @@ def main(args: argparse.Namespace) -> dict:
             "rule": "landmark box centre = detector centre + (dx, dy) * s; side = scale * s; s = detector box side",
             "track_loss": track_loss, **provenance()})
     print(f"-> {args.out}")
-    report = {"model": str(args.model), "model_sha256": file_sha256(args.model), "runtime": landmarker.runtime,
+    report = {"model": shown(args.model), "model_sha256": file_sha256(args.model), "runtime": landmarker.runtime,
               "fit_split": args.fit_split, "recall_splits": RECALL_SPLITS, "common": list(COMMON),
               "timing_frame": "insightface t1.jpg (six faces) resized to 640x480", "detectors": detectors,
               "seconds": time.time() - start, **provenance()}

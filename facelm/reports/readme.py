@@ -11,8 +11,19 @@ from pathlib import Path
 
 from facelm.errors import UserError
 from facelm.metrics import format_rho
+from facelm.paths import RELEASED_STUDENT, RELEASED_TEACHER
+from facelm.reports.tables import (
+    STUDENT_MAX_MB,
+    ab_markdown,
+    ablation_markdown,
+    bench_table,
+    export_markdown,
+    families_markdown,
+    fit_sentence,
+    photometric_text,
+    pick_sentence,
+)
 from facelm.runs import data_label
-from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
 STUDENT_TARGET_NME = 3.0
@@ -44,7 +55,6 @@ def _teacher(report: dict) -> str:
 
 def _student(report: dict) -> str:
     from facelm.models.stats import model_stats
-    from student.report import STUDENT_MAX_MB
 
     m, cfg, spec = report["metrics"], report["config"]["args"], report["spec"]
     stats = model_stats(spec["arch"], {"head": 68}, spec["input_size"], spec.get("head", "fc"))
@@ -68,12 +78,10 @@ def _student(report: dict) -> str:
 
 
 def _ablation(report: dict) -> str:
-    from teacher.ablation import markdown_table
-
     s, vary = report["schedule"], report.get("vary", "loss")
     return (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
             f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; only `--{vary}` differs.\n\n"
-            + markdown_table(report["rows"], vary).rstrip("\n"))
+            + ablation_markdown(report["rows"], vary).rstrip("\n"))
 
 
 def _loader(report: dict) -> str:
@@ -86,8 +94,6 @@ def _loader(report: dict) -> str:
 
 
 def _student_ab(report: dict) -> str:
-    from student.report import ab_markdown, fit_sentence, photometric_text
-
     blocks = []
     for ab in report["abs"]:
         s, verdict, d = ab["schedule"], "passed" if ab["passed"] else "not passed", ab["distill"]
@@ -107,8 +113,6 @@ def _student_ab(report: dict) -> str:
 
 
 def _student_families(report: dict) -> str:
-    from student.report import STUDENT_MAX_MB, families_markdown, pick_sentence
-
     s = report["schedule"]
     return (f"Accuracy where distilled on one schedule ({s['epochs']} epochs of {s['steps_per_epoch']} steps at "
             f"{s['input_size']} px) from one teacher (`{s['teacher_sha256'][:8]}`, {s['teacher_nme']:.3f}% NME); "
@@ -117,23 +121,19 @@ def _student_families(report: dict) -> str:
 
 
 def _export(report: dict) -> str:
-    from export.run import markdown
-
-    return markdown(report["rows"], report["torch"], report["spec"]["input_size"]).rstrip("\n")
+    return export_markdown(report["rows"], report["torch"], report["spec"]["input_size"]).rstrip("\n")
 
 
 def _bench(report: dict) -> str:
-    from bench.run import table
-
     m, est = report["machine"], report["mobile_estimate"]
     estimate = "; ".join(f"{e['model']}: {e['macs_m']:.2f} M MACs -> ~{e['ms']:.2f} ms" for e in est)
     return (f"{m['cpu']}, {m['cores']} cores, {m['os']}, {m['time']}; batch 1, p50 judged against the 5 ms budget.\n\n"
-            "```\n" + table(report["rows"]) + "\n```\n\n" + "\n".join(f"- {note}" for note in report["notes"])
+            "```\n" + bench_table(report["rows"]) + "\n```\n\n" + "\n".join(f"- {note}" for note in report["notes"])
             + f"\n- Mobile estimate (a projection, not a measurement; one Cortex-A76 core at 15 GFLOP/s sustained): {estimate}")
 
 
 def _detector(report: dict) -> str:
-    from facelm.calibrate import markdown
+    from facelm.photos.calibrate import markdown
 
     return markdown(report)
 

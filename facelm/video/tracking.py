@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, Detector
+from facelm.detect import BoxCalibration, Detector
 from facelm.geometry import EVAL_CROP_SCALE, eval_crop_matrix, invert_affine, transform_points
 from facelm.landmarker import Landmarker, upright_crop
+from facelm.paths import RELEASED_CALIBRATION
 from facelm.schemes import Scheme
 
 # The track is lost when the mean point confidence falls below a threshold fitted per model by

@@ -24,9 +24,10 @@ from facelm.errors import UserError
 from facelm.geometry import landmark_box, transform_points
 from facelm.landmarker import add_model_args, load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
+from facelm.paths import RUNS, shown
 from facelm.runs import make_run_dir, provenance, write_json
 from facelm.schemes import Scheme
-from facelm.tracking import OneEuroParams, Tracker, loss_confidence_for, smooth_sequence
+from facelm.video.tracking import OneEuroParams, Tracker, loss_confidence_for, smooth_sequence
 
 GOAL_NMJ_REDUCTION_PCT = 30.0
 GOAL_NME_COST_POINTS = 0.1
@@ -279,7 +280,7 @@ def main(args: argparse.Namespace) -> dict:
     cost = smooth["nme"] - raw["nme"]
     meta = provenance()
     report = {
-        "model": str(args.model), "runtime": landmarker.runtime, "data": str(test_folder), "clips": len(clips),
+        "model": shown(args.model), "runtime": landmarker.runtime, "data": str(test_folder), "clips": len(clips),
         "frames_per_clip": args.frames, "seed": args.seed, "clip_settings": asdict(settings),
         "calibration": asdict(calibration), "loss_confidence": loss_confidence,
         "one_euro": asdict(params), "raw": raw, "smoothed": smooth,
@@ -289,7 +290,7 @@ def main(args: argparse.Namespace) -> dict:
         "tuning": {"data": str(tune_folder), "clips": len(tune_clips), "raw": tune_raw, "chosen": chosen, "grid": grid},
         "seconds": time.time() - start, **meta,
     }
-    args.json = args.json or make_run_dir(Path("runs/stability"), "stability") / "stability.json"
+    args.json = args.json or make_run_dir(RUNS / "stability", "stability") / "stability.json"
     args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report)
     args.json.with_suffix(".md").write_text(stability_markdown(report))

@@ -11,20 +11,21 @@ from facelm.checkpoint import load_model, save_checkpoint
 from facelm.errors import UserError
 from facelm.geometry import EVAL_CROP_SCALE
 from facelm.metrics import format_rho
-from facelm.runs import data_label, file_sha256, read_history, write_json
+from facelm.paths import DOCS, WEIGHTS, shown
+from facelm.runs import current_args, data_label, file_sha256, read_history, write_json
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm release", add_help=add_help)
     p.add_argument("--run", type=Path, required=True, help="teacher or student run folder (last.pt, metrics.json, config.json)")
-    p.add_argument("--out", type=Path, default=Path("weights"), help="release folder (default: weights)")
-    p.add_argument("--docs", type=Path, default=Path("docs"), help="where the run's plots are copied (default: docs)")
+    p.add_argument("--out", type=Path, default=WEIGHTS, help="release folder (default: weights)")
+    p.add_argument("--docs", type=Path, default=DOCS, help="where the run's plots are copied (default: docs)")
     return p
 
 
-CARD_ARGS = ("arch", "mode", "head", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight",
+CARD_ARGS = ("arch", "mode", "head_type", "input_size", "epochs", "batch_size", "lr", "weight_decay", "loss", "conf_weight",
              "conf_tau", "ema_decay", "scale_min", "scale_max", "jitter", "rotation", "photometric", "seed", "teacher_flip",
-             "gt_weight", "kd_weight", "kd_conf_weight", "kd_labelled_weight", "labelled_fraction", "photos_per_batch",
+             "gt_weight", "kd_weight", "kd_conf_weight", "kd_labelled_weight", "labelled_fraction", "unlabelled_per_batch",
              "steps_per_epoch", "source_share", "device")
 
 
@@ -50,20 +51,14 @@ On the same faces the teacher scores NME {metrics['teacher_nme']:.3f}% (its mirr
 """
 
 
-def shown_path(path: Path) -> Path:
-    """`path` relative to the working directory when it lies under it, so a card does not name one machine's folders."""
-    here = Path.cwd()
-    return path.resolve().relative_to(here) if path.resolve().is_relative_to(here) else path
-
-
 def card_flags(args: dict) -> str:
-    """The run's recipe as command-line flags, a list option (`--source-share`) once per value."""
+    """The run's recipe as command-line flags, a list option's values after it (`--source-share 300w=0.8`)."""
     flags = []
     for key, value in args.items():
         if key not in CARD_ARGS or value is None:
             continue
-        for item in value if isinstance(value, list) else [value]:
-            flags.append(f"--{key.replace('_', '-')} {item}")
+        values = " ".join(map(str, value)) if isinstance(value, list) else value
+        flags.append(f"--{key.replace('_', '-')} {values}")
     return " ".join(flags)
 
 
@@ -108,7 +103,7 @@ def label_licences(fingerprint: dict) -> list[str]:
 
 
 def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
-    args = config["args"]
+    args = current_args(config["args"])
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
                         for n, p in fingerprint["sources"].items())
@@ -116,7 +111,7 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
     regions = ", ".join(f"{k} {v:.2f}%" for k, v in reported["regions"].items())
     parts = "".join(f"\n| `{part}` ({r['n']}) | {r['nme']:.3f}% | {r['fr10']:.2f}% | {r['auc10']:.4f} | |"
                     for part, r in reported.get("parts", {}).items())
-    released_from = shown_path(run)
+    released_from = shown(run)
     head = metrics.get("head", args.get("eval_head", args.get("teacher_head")))
     rho = format_rho(reported["spearman_conf_error"])
     licences = "".join(f"\n{note}" for note in label_licences(fingerprint))

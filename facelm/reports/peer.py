@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.detect import RELEASED_CALIBRATION, BoxCalibration, read_calibration
+from facelm.detect import BoxCalibration, read_calibration
+from facelm.engine import EvalSet, model_batch_fn
 from facelm.errors import UserError
-from facelm.evaluation import EvalSet, model_batch_fn
 from facelm.labellers import dlib_model_file, dlib_own_pipeline, dlib_points, dlib_predictor, dlib_version
 from facelm.metrics import landmark_report
+from facelm.paths import RELEASED_CALIBRATION, RELEASED_STUDENT, RELEASED_TEACHER, RUNS, shown
 from facelm.runs import make_run_dir, provenance, write_json
 from facelm.schemes import get_scheme
 from facelm.splits import common_test_paths
-from facelm.stage import RELEASED_STUDENT, RELEASED_TEACHER
 
 PROTOCOLS = ("own detector", "ground-truth box")
 
@@ -87,8 +87,8 @@ def main(args: argparse.Namespace) -> dict:
               "dlib": {"model": dlib_model_file().name, "version": dlib_version(),
                        "size_mb": dlib_model_file().stat().st_size / 1e6,
                        "protocols": dlib_under_protocols(faces, hog)},
-              "models": {str(path): our_model(path, faces) for path in args.models}, **provenance()}
-    args.json = args.json or make_run_dir(Path("runs/peer"), "peer") / "peer.json"
+              "models": {shown(path): our_model(path, faces) for path in args.models}, **provenance()}
+    args.json = args.json or make_run_dir(RUNS / "peer", "peer") / "peer.json"
     args.json.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report)
     args.json.with_suffix(".md").write_text(peer_markdown(report))
