@@ -36,7 +36,7 @@ from facelm.stage import has_training_data
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm export", add_help=add_help)
-    p.add_argument("--checkpoint", type=Path, default=RELEASED_STUDENT, help=f"checkpoint (default: {RELEASED_STUDENT})")
+    p.add_argument("--checkpoint", type=Path, default=RELEASED_STUDENT, help=f"checkpoint (default: {shown(RELEASED_STUDENT)})")
     p.add_argument("--head", default=None, help="head to export (default: the checkpoint's first)")
     p.add_argument("--out", type=Path, default=RUNS / "export", help="output folder (default: runs/export)")
     p.add_argument("--formats", nargs="+", default=None,

@@ -16,7 +16,7 @@ from facelm.contract import read_sidecar
 from facelm.detect import BoxCalibration
 from facelm.geometry import crop_matrix, eval_crop_matrix, landmark_box
 from facelm.inference import BatchFn, flip_averaged, normalised_crops, to_image
-from facelm.paths import RELEASED_CALIBRATION
+from facelm.paths import RELEASED_CALIBRATION, shown
 from facelm.runs import file_sha256
 from facelm.schemes import Scheme, get_scheme
 
@@ -57,12 +57,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     from facelm.paths import RELEASED_STUDENT
 
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
-                   help=f"checkpoint or exported model with its sidecar (default: {RELEASED_STUDENT})")
+                   help=f"checkpoint or exported model with its sidecar (default: {shown(RELEASED_STUDENT)})")
     p.add_argument("--head", default=None, help="head of a multi-head checkpoint (default: its first)")
     p.add_argument("--mirror", action="store_true",
                    help="average each crop's points with its mirror image's (two model runs per face)")
     p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
-                   help=f"detector-box-to-crop mapping (default: {RELEASED_CALIBRATION})")
+                   help=f"detector-box-to-crop mapping (default: {shown(RELEASED_CALIBRATION)})")
 
 
 def load_landmarker(path: Path, head: str | None = None, mirror: bool = False) -> Landmarker:

@@ -69,7 +69,8 @@ RECIPE = {"head_type": "integral", "batch_size": 128, "unlabelled_per_batch": 12
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm train-student", add_help=add_help)
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
-    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
+    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER,
+                   help=f"teacher checkpoint (default: {shown(RELEASED_TEACHER)})")
     p.add_argument("--teacher-head", default="300w", help="teacher head the student learns and ships (default: 300w)")
     p.add_argument("--arch", default=DEFAULT_STUDENT, choices=STUDENTS, help=f"student (default: {DEFAULT_STUDENT})")
     p.add_argument("--mode", default="distill", choices=["distill", "labels"],
@@ -107,7 +108,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=RUNS / "cache", help="teacher-landmark cache (default: runs/cache)")
     p.add_argument("--box-calibration", type=Path, default=RELEASED_CALIBRATION,
                    help="detector calibration that maps the photos' boxes.csv (dlib HOG boxes) to landmark boxes "
-                        f"(default: {RELEASED_CALIBRATION})")
+                        f"(default: {shown(RELEASED_CALIBRATION)})")
     add_training_args(p)
     p.add_argument("--out", type=Path, default=RUNS / "student", help="runs root (default: runs/student)")
     p.add_argument("--name", default=None, help="run name (default: ARCH-MODE)")

@@ -55,7 +55,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, default=4,
                    help="dlib predicts on the photo upscaled this many times, then maps back (default: 4)")
     p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER,
-                   help=f"the teacher labeller's checkpoint (default: {RELEASED_TEACHER})")
+                   help=f"the teacher labeller's checkpoint (default: {shown(RELEASED_TEACHER)})")
     p.add_argument("--head", default="300w", help="the teacher head that labels (default: 300w)")
     p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
                    help="maps boxes.csv (dlib HOG boxes) to the teacher's landmark box (default: "

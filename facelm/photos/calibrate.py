@@ -54,7 +54,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS),
                    help=f"detectors to fit and measure (default: all: {' '.join(DETECTORS)})")
     p.add_argument("--fit-split", default="300w/trainset", help="split the mapping is fitted on (default: 300w/trainset)")
-    p.add_argument("--model", type=Path, default=RELEASED_STUDENT, help=f"model measured (default: {RELEASED_STUDENT})")
+    p.add_argument("--model", type=Path, default=RELEASED_STUDENT, help=f"model measured (default: {shown(RELEASED_STUDENT)})")
     p.add_argument("--out", type=Path, default=RUN_FOLDER / "detector_calibration.json",
                    help="calibration file; the detectors fitted replace theirs in it (default: "
                         f"{RUN_FOLDER}/detector_calibration.json; `make calibrate-detector` writes weights/)")

@@ -21,7 +21,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm eval", add_help=add_help,
                                 description="Evaluate a checkpoint on a folder in any supported layout.")
     p.add_argument("--model", type=Path, default=RELEASED_STUDENT,
-                   help=f"facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...) (default: {RELEASED_STUDENT})")
+                   help=f"facelm checkpoint (.pt) or exported model with its sidecar (.onnx, ...) "
+                        f"(default: {shown(RELEASED_STUDENT)})")
     p.add_argument("--data", type=Path, nargs="+", required=True,
                    help="annotated folders or files (300-W, CSV, WFLW, JD/LaPa); several are scored together and each "
                         "part alone, e.g. DATA/300w/testset DATA/lfpw/testset for 300-W common")

@@ -13,7 +13,7 @@ import numpy as np
 from facelm.engine import EvalSet, model_batch_fn
 from facelm.errors import UserError
 from facelm.formats import exported_models
-from facelm.paths import RELEASED_CALIBRATION, RELEASED_EXPORTS, RELEASED_STUDENT, RELEASED_TEACHER, RUNS
+from facelm.paths import RELEASED_CALIBRATION, RELEASED_EXPORTS, RELEASED_STUDENT, RELEASED_TEACHER, RUNS, shown
 from facelm.plots import (
     face_tile,
     plot_ced,
@@ -43,8 +43,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data = os.environ.get("DATA")
     p.add_argument("--data", type=Path, default=Path(data) if data else None,
                    help="data root holding 300w/testset (default: $DATA)")
-    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER, help=f"teacher checkpoint (default: {RELEASED_TEACHER})")
-    p.add_argument("--student", type=Path, default=RELEASED_STUDENT, help=f"student checkpoint (default: {RELEASED_STUDENT})")
+    p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER,
+                   help=f"teacher checkpoint (default: {shown(RELEASED_TEACHER)})")
+    p.add_argument("--student", type=Path, default=RELEASED_STUDENT,
+                   help=f"student checkpoint (default: {shown(RELEASED_STUDENT)})")
     p.add_argument("--exports", type=Path, default=RELEASED_EXPORTS,
                    help="folder of exported models with their sidecars (default: weights/export)")
     p.add_argument("--runs", type=Path, nargs="*", default=[],

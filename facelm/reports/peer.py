@@ -37,7 +37,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, nargs="*", default=[RELEASED_TEACHER, RELEASED_STUDENT],
                    help="our models, on ground-truth landmark crops (default: the released teacher and student)")
     p.add_argument("--calibration", type=Path, default=RELEASED_CALIBRATION,
-                   help=f"the fitted HOG box calibration (default: {RELEASED_CALIBRATION})")
+                   help=f"the fitted HOG box calibration (default: {shown(RELEASED_CALIBRATION)})")
     p.add_argument("--json", type=Path, default=None,
                    help="report to write; `make peer` passes docs/results/peer.json (default: runs/peer/<time>-peer/peer.json)")
     return p
