@@ -23,34 +23,39 @@ from facelm.reports.tables import (
     photometric_text,
     pick_sentence,
 )
-from facelm.runs import data_label
+from facelm.runs import current_args, data_label
 
-TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.95% on the same faces
+TEACHER_TARGET_NME = 2.9  # issue bar; dlib's 68-point ERT gets 2.903% on 300-W common
 STUDENT_TARGET_NME = 3.0
 STUDENT_TEACHER_GAP = 0.3
 
 
 def _teacher(report: dict) -> str:
-    m, cfg = report["metrics"], report["config"]["args"]
-    verdict = "met" if m["nme"] <= TEACHER_TARGET_NME else f"not met: {m['nme'] - TEACHER_TARGET_NME:.2f} points above it"
-    rows = [
-        f"Target: NME at most {TEACHER_TARGET_NME}% (dlib's 68-point ERT: 2.95% on these faces). Status: {verdict}.",
+    m, cfg = report["metrics"], current_args(report["config"]["args"])
+    test = m.get("test", m)  # cards before the validation split measured on the test faces only
+    verdict = "met" if test["nme"] <= TEACHER_TARGET_NME else f"not met: {test['nme'] - TEACHER_TARGET_NME:.2f} points above it"
+    rows = [(data_label(m["data"]), m) for m in ([m, test] if "test" in m else [m])]
+    rows += [(f"{part} (part)", numbers | {"spearman_conf_error": None}) for part, numbers in test.get("parts", {}).items()]
+    lines = [
+        f"Target on the test faces: NME at most {TEACHER_TARGET_NME}% (dlib's 68-point ERT with its own detector: 2.903% "
+        f"on 300-W common). Status: {verdict}.",
         "",
-        "| model | data | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | size | train wall | train img/s |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, "
-        f"{cfg['epochs']} ep, {cfg['loss']}) | {data_label(m['data'])} ({m['n']}) | {m['nme']:.3f} | {m['fr10']:.2f} | "
-        f"{m['auc10']:.4f} | {format_rho(m['spearman_conf_error'])} | fp16 | {m['train_wall_seconds'] / 60:.0f} min | "
-        f"{m['train_img_per_s']:.0f} |",
+        "| model | faces | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
+        "|---|---|---|---|---|---|",
+        *(f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, {cfg['epochs']} ep, "
+          f"{cfg['loss']}) | {label} ({r['n']}) | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
+          f"{format_rho(r['spearman_conf_error'])} |" for label, r in rows),
         "",
-        "NME on the test set against training epochs (the curve behind `docs/teacher_resnet18_training_curves.png`):",
+        f"Trained {m['train_wall_seconds'] / 60:.0f} min at {m['train_img_per_s']:.0f} img/s; fp16 weights. In-loop NME on "
+        f"{'the validation faces' if 'test' in m else 'the test faces'} against epochs (the curve behind "
+        "`docs/teacher_resnet18_training_curves.png`):",
         "",
         "| epoch | " + " | ".join(str(h["epoch"]) for h in report["history"] if "eval_nme" in h) + " |",
         "|---|" + "---|" * sum("eval_nme" in h for h in report["history"]),
         "| NME % | " + " | ".join(f"{h['eval_nme']:.2f}" for h in report["history"] if "eval_nme" in h) + " |",
         "| hours | " + " | ".join(f"{h['elapsed_seconds'] / 3600:.2f}" for h in report["history"] if "eval_nme" in h) + " |",
     ]
-    return "\n".join(rows)
+    return "\n".join(lines)
 
 
 def _student(report: dict) -> str:
