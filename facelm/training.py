@@ -3,6 +3,7 @@ schedule, EMA, the resumable checkpoint and the warm start. The loop itself is f
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ from facelm.engine import EvalSet
 from facelm.errors import UserError
 from facelm.losses import COORD_LOSSES
 from facelm.models import HEADS
-from facelm.precision import PRECISIONS
+from facelm.precision import PRECISIONS, resolve_precision
 from facelm.schemes import Scheme
 from facelm.splits import common_test_paths, hand_train_paths
 
@@ -62,6 +63,16 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "runs use it to evaluate and save every N steps (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (smoke runs)")
     return p
+
+
+def run_precision(args: argparse.Namespace, seconds_per_step=None) -> tuple[str, str]:
+    """`--precision` resolved for this run; a resumed run keeps the precision its folder records, so it goes on as it
+    started even where `auto` would time the candidates differently now."""
+    if args.resume and args.precision == "auto":
+        recorded = json.loads((args.resume.parent / "config.json").read_text()).get("precision")
+        if recorded:
+            return recorded, "as the resumed run recorded"
+    return resolve_precision(args.precision, args.device, seconds_per_step)
 
 
 def epoch_steps(requested: int | None, one_pass: int) -> int:

@@ -42,7 +42,7 @@ from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.paths import RELEASED_CALIBRATION, RELEASED_TEACHER, RUNS, shown
 from facelm.plots import plot_ced, plot_training
-from facelm.precision import resolve_precision
+from facelm.precision import step_timer
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.schemes import Scheme, get_scheme
 from facelm.splits import hand_train_paths
@@ -56,6 +56,7 @@ from facelm.training import (
     init_from,
     make_optimization,
     restore,
+    run_precision,
     save_run_checkpoint,
 )
 
@@ -329,7 +330,6 @@ def main(args: argparse.Namespace) -> dict:
     log = run_logger(run_dir, "train")
     labelled, unlabelled, targets = sources_with_targets(args, teacher, log)
     eval_set, test_set = eval_sets(args, scheme)
-    precision, why = resolve_precision(args.precision, args.device)
 
     sources = labelled + unlabelled if args.mode == "distill" else labelled
     confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
@@ -339,11 +339,6 @@ def main(args: argparse.Namespace) -> dict:
                            "head": args.teacher_head, "flip_averaged": args.teacher_flip,
                            "view": "un-augmented eval-rule crop, cached; moved by each augmented crop's affine",
                            "pseudo_landmarks": targets["pseudo_landmarks"], "kd_confidence_mean": confidence_mean}
-    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
-                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
-    write_json(run_dir / "data_fingerprint.json", fingerprint)
-    write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
-
     model = create_model(args.arch, heads={args.teacher_head: scheme.n_points}, input_size=args.input_size,
                          head=args.head_type)
     model.heads[args.teacher_head].set_mean_shape(torch.from_numpy(labelled[0].mean_crop_shape(args.input_size)))
@@ -351,6 +346,12 @@ def main(args: argparse.Namespace) -> dict:
         init_from(model, args.init, log)
     model = model.to(args.device).to(memory_format=torch.channels_last)
     spec = model_spec(model, args.arch, {args.teacher_head: scheme.name})
+    step_batch = args.batch_size + (args.unlabelled_per_batch if args.mode == "distill" else 0)
+    precision, why = run_precision(args, step_timer(model, step_batch, args.input_size, args.device))
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
+                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
+    write_json(run_dir / "data_fingerprint.json", fingerprint)
+    write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
 
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
     if args.mode == "labels":

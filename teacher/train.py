@@ -35,7 +35,7 @@ from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.paths import RUNS
 from facelm.plots import plot_training
-from facelm.precision import resolve_precision
+from facelm.precision import step_timer
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.training import (
     add_eval_args,
@@ -46,6 +46,7 @@ from facelm.training import (
     init_from,
     make_optimization,
     restore,
+    run_precision,
     save_run_checkpoint,
 )
 
@@ -167,7 +168,6 @@ def main(args: argparse.Namespace) -> dict:
     eval_scheme = next(s.scheme for s in sources if s.name == args.eval_head)
     args.device = init_distributed(args.device, ranks)
     eval_set, test_set = eval_sets(args, eval_scheme) if ranks.main else (None, None)
-    precision, why = resolve_precision(args.precision, args.device)
     if ranks.main:
         run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
     else:  # rank 0 alone writes the run folder
@@ -176,9 +176,6 @@ def main(args: argparse.Namespace) -> dict:
     for key, faces in (("eval", eval_set), ("test", test_set)):
         if faces is not None:
             fingerprint[key] = {"paths": [str(p) for p in faces.paths], "split": faces.split, "n_images": len(faces.samples)}
-    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
-                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
-    write_json(run_dir / "data_fingerprint.json", fingerprint)
     for name, part in fingerprint["sources"].items():
         log.info(f"source {name}: {part['n_images']} images, {part['n_points_masked_out_of_frame']} out-of-frame points masked")
 
@@ -190,6 +187,12 @@ def main(args: argparse.Namespace) -> dict:
         init_from(model, args.init, log)
     model = model.to(args.device).to(memory_format=torch.channels_last)
     spec = model_spec(model, args.arch, {s.name: s.scheme.name for s in sources})
+    # every rank must train in the same precision, so only a single process times the candidates
+    timer = step_timer(model, args.batch_size, args.input_size, args.device) if ranks.world == 1 else None
+    precision, why = run_precision(args, timer)
+    write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
+                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
+    write_json(run_dir / "data_fingerprint.json", fingerprint)
 
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
     dataset = LandmarkCrops(loaded, args.input_size, train=True, geometry=geometry, photometric_strength=args.photometric)
