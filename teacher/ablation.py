@@ -18,7 +18,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm ablation-report", add_help=add_help)
     p.add_argument("--runs", type=Path, required=True, help="folder holding the ablation run folders")
     p.add_argument("--out", type=Path, required=True, help="folder for the report (<name>.json and <name>.md)")
-    p.add_argument("--vary", default="loss", help="the one option the runs differ in (default: loss)")
+    p.add_argument("--vary", nargs="+", default=["loss"],
+                   help="the option the runs differ in, the first naming each row; more when they go together, e.g. "
+                        "--vary source source_share for a source added at a share (default: loss)")
     p.add_argument("--name", default="ablation", help="report file name (default: ablation)")
     return p
 
@@ -30,18 +32,25 @@ def finished_runs(root: Path) -> list[Path]:
     return runs
 
 
-def ablation_rows(runs: list[Path], vary: str = "loss") -> list[dict]:
+def row_label(value) -> str:
+    """A varied option's value as a row names it: sources (NAME:SCHEME:PATHS) by their names."""
+    if isinstance(value, list):
+        return " + ".join(str(item).split(":")[0] for item in value)
+    return str(value)
+
+
+def ablation_rows(runs: list[Path], vary: list[str]) -> list[dict]:
     rows, schedule = [], None
     for run in runs:
         config = json.loads((run / "config.json").read_text())
         args = current_args(config["args"])
-        same = {k: args.get(k) for k in COMPARED_ARGS if k != vary}
+        same = {k: args.get(k) for k in COMPARED_ARGS if k not in vary}
         if schedule is None:
             schedule = same
         elif same != schedule:
-            raise UserError(f"{run}: differs from the other runs in more than --{vary} ({same} vs {schedule})")
+            raise UserError(f"{run}: differs from the other runs in more than --vary {' '.join(vary)} ({same} vs {schedule})")
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({vary: config.get(vary, args[vary]), "run": str(run), "nme": m["nme"], "fr10": m["fr10"],
+        rows.append({vary[0]: row_label(config.get(vary[0], args[vary[0]])), "run": str(run), "nme": m["nme"], "fr10": m["fr10"],
                      "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None})
@@ -51,6 +60,9 @@ def ablation_rows(runs: list[Path], vary: str = "loss") -> list[dict]:
 def ranked_on(metrics: dict) -> str:
     """The faces a run's headline NME (which ranks it) was measured on: validation, or the test faces for runs made
     before there was a validation split."""
+    if "test" in metrics and metrics["test"]["data"] == metrics["data"]:
+        return (f"nothing: the in-loop faces are the test faces ({metrics['data']}), as this source has no validation "
+                "split, and every row is its last epoch")
     if "test" in metrics:
         return f"validation ({metrics['data']})"
     return OLD_RANKING
@@ -59,10 +71,12 @@ def ranked_on(metrics: dict) -> str:
 def main(args: argparse.Namespace) -> list[dict]:
     runs = finished_runs(args.runs)
     rows = ablation_rows(runs, args.vary)
-    schedule = {k: json.loads((runs[0] / "config.json").read_text())["args"].get(k) for k in COMPARED_ARGS if k != args.vary}
+    schedule = {k: current_args(json.loads((runs[0] / "config.json").read_text())["args"]).get(k) for k in COMPARED_ARGS
+                if k not in args.vary}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"{args.name}.json", {"vary": args.vary, "schedule": schedule, "rows": rows, **provenance()})
-    table = ablation_markdown(rows, args.vary)
+    write_json(args.out / f"{args.name}.json", {"vary": args.vary[0], "also_varied": args.vary[1:], "schedule": schedule,
+                                                "rows": rows, **provenance()})
+    table = ablation_markdown(rows, args.vary[0])
     (args.out / f"{args.name}.md").write_text(table)
     print(table)
     return rows

@@ -235,3 +235,28 @@ def test_loader_bench_times_more_batches_than_one_pass_over_the_faces(monkeypatc
     rate = images_per_second(LandmarkCrops([loaded], 32, train=True), workers=0, batches=3)
     assert len(made) == 4 * 64 and set(made) == set(range(10))
     assert rate == pytest.approx(1000)
+
+
+def _finished_run(folder: Path, args: dict, metrics: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"args": args}))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_ablation_rows_vary_several_options_together_and_name_sources(tmp_path):
+    """`--vary source source_share`: a source added at a share is one row apart; rows name their sources; a run that
+    also differs in anything else is refused; with no validation split the table says nothing was chosen on it."""
+    from facelm.teacher.ablation import ablation_rows
+
+    base = {"arch": "resnet18", "epochs": 8, "batch_size": 64, "lr": 0.002, "seed": 0, "loss": "l1", "head_type": "fc"}
+    report = {"nme": 5.0, "fr10": 1.0, "auc10": 0.5, "spearman_conf_error": -0.2, "train_wall_seconds": 60, "data": "t",
+              "test": {"nme": 5.0, "data": "t"}}
+    shared = _finished_run(tmp_path / "a", base | {"source": ["300w:68:x", "wflw:98:y"], "source_share": ["wflw=0.3"]},
+                           report)
+    alone = _finished_run(tmp_path / "b", base | {"source": ["wflw:98:y"], "source_share": []}, report | {"nme": 6.0})
+    rows = ablation_rows([shared, alone], ["source", "source_share"])
+    assert [r["source"] for r in rows] == ["300w + wflw", "wflw"]
+    assert rows[0]["ranked_on"].startswith("nothing: the in-loop faces are the test faces")
+    with pytest.raises(UserError, match="more than --vary source"):
+        ablation_rows([shared, alone], ["source"])

@@ -85,7 +85,9 @@ def _student(report: dict) -> str:
 def _ablation(report: dict) -> str:
     s, vary = report["schedule"], report.get("vary", "loss")
     return (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
-            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; only `--{vary}` differs.\n\n"
+            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; only "
+            + " and ".join(f"`--{option.replace('_', '-')}`" for option in [vary, *report.get("also_varied", [])])
+            + (" differ.\n\n" if report.get("also_varied") else " differs.\n\n")
             + ablation_markdown(report["rows"], vary).rstrip("\n"))
 
 
@@ -218,6 +220,7 @@ RENDERERS = {
     "student": ((RELEASED_STUDENT.with_suffix(".json"),), _student),
     "ablation": ((Path("docs/results/ablation.json"),), _ablation),
     "precision-ab": ((Path("docs/results/precision_ab.json"),), _ablation),
+    "wflw-head": ((Path("docs/results/wflw_head.json"),), _ablation),
     "loader": ((Path("docs/results/loader.json"),), _loader),
     "export": ((Path("weights/export/export_report.json"),), _export),
     "bench": ((Path("docs/results/bench.json"),), _bench),
