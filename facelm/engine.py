@@ -30,14 +30,6 @@ EvalFn = Callable[[torch.nn.Module], dict]  # model -> report with nme, fr10, au
 SaveFn = Callable[[int, list[dict]], None]  # epoch, history -> writes last.pt
 
 
-def head_output(model: torch.nn.Module, features: torch.Tensor, head: str) -> torch.Tensor:
-    """One head's (B, K, 3) output in fp32 even inside a bf16/fp16 autocast: the trunk carries the compute, while
-    the heads' read-outs (the mean-shape add, the soft-argmax over cell positions) would round points to about half a
-    pixel in bf16."""
-    with torch.autocast(features.device.type, enabled=False):
-        return model.forward_head(features.float(), head)
-
-
 def batch_to(batch: dict, device: str) -> dict:
     moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
     moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)

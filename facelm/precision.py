@@ -1,9 +1,10 @@
 """Mixed precision for training: which autocast dtype a device runs fastest, and the context that applies it.
 
 Weights, optimizer state and the loss stay fp32; only the forward pass runs in the lower precision. On a CPU, bf16
-pays only with native bf16 instructions (AVX512-BF16 or AMX), and not for every model: measured on a 2-core AMD EPYC
-with avx512_bf16, one training step of ResNet-18 at 112 px runs at 128 img/s in bf16 against 64 img/s in fp32, but the
-depthwise mobilenetv2_035 student at 217 against 230. So `auto` times one step of the run's own model in each.
+pays only with native bf16 instructions (AVX512-BF16 or AMX), and by how much depends on the model and the batch:
+measured on a 2-core AMD EPYC with avx512_bf16, ResNet-18 at 112 px, batch 64, 113 img/s in bf16 against 66 in fp32;
+the depthwise mobilenetv2_035 student, batch 256, 261 against 221, but at batch 128 with the optimizer step 217
+against 230. So `auto` times one step of the run's own model at its own batch in each.
 """
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def resolve_precision(requested: str, device: str,
 
 
 def step_timer(model: torch.nn.Module, batch_size: int, size: int, device: str) -> Callable[[str], float]:
-    """Seconds of one forward and backward pass of a copy of `model` on a random batch, in a given precision (the
-    median of three, after one to warm up); the model itself is left untouched."""
+    """Seconds of one forward and backward pass of a copy of `model` on a random batch, in a given precision, with the
+    heads in fp32 as training runs them (the median of three, after one to warm up); `model` is left untouched."""
     probe = copy.deepcopy(model).to(device).train()
     batch = torch.randn(batch_size, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
 
@@ -67,8 +68,9 @@ def step_timer(model: torch.nn.Module, batch_size: int, size: int, device: str) 
         for _ in range(4):
             start = time.perf_counter()
             with autocast(precision, device):
-                outputs = probe(batch)
-            sum(out.float().abs().mean() for out in outputs.values()).backward()
+                features = probe.forward_features(batch)
+                outputs = [head_output(probe, features, head) for head in probe.heads]
+            sum(out.abs().mean() for out in outputs).backward()
             probe.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - start)
         return sorted(times[1:])[1]
@@ -86,3 +88,11 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
 def grad_scaler(precision: str, device: str) -> torch.amp.GradScaler:
     """Loss scaling, which only fp16 needs (disabled otherwise, when it passes gradients through unchanged)."""
     return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
+def head_output(model: torch.nn.Module, features: torch.Tensor, head: str) -> torch.Tensor:
+    """One head's (B, K, 3) output in fp32 even inside a bf16/fp16 autocast: the trunk carries the compute, while
+    the heads' read-outs (the mean-shape add, the soft-argmax over cell positions) would round points to about half a
+    pixel in bf16."""
+    with torch.autocast(features.device.type, enabled=False):
+        return model.forward_head(features.float(), head)

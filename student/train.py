@@ -34,7 +34,7 @@ from facelm.dataset import (
     set_loader_threads,
 )
 from facelm.detect import BoxCalibration, read_calibration
-from facelm.engine import EvalSet, fit, head_output, test_once, torch_batch_fn
+from facelm.engine import EvalSet, fit, test_once, torch_batch_fn
 from facelm.errors import UserError
 from facelm.inference import BatchFn, flip_averaged
 from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
@@ -42,7 +42,7 @@ from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.paths import RELEASED_CALIBRATION, RELEASED_TEACHER, RUNS, shown
 from facelm.plots import plot_ced, plot_training
-from facelm.precision import step_timer
+from facelm.precision import head_output, step_timer
 from facelm.runs import file_sha256, jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.schemes import Scheme, get_scheme
 from facelm.splits import hand_train_paths

@@ -28,14 +28,14 @@ from facelm.dataset import (
     set_loader_threads,
 )
 from facelm.distributed import RankShare, close_distributed, data_parallel, init_distributed, per_rank_batch, world_from_env
-from facelm.engine import fit, head_output, test_once, torch_batch_fn
+from facelm.engine import fit, test_once, torch_batch_fn
 from facelm.errors import UserError
 from facelm.losses import get_coord_loss, landmark_loss
 from facelm.metrics import format_rho
 from facelm.models import LandmarkNet, SingleHead, create_model, list_models
 from facelm.paths import RUNS
 from facelm.plots import plot_training
-from facelm.precision import step_timer
+from facelm.precision import head_output, step_timer
 from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, write_json
 from facelm.training import (
     add_eval_args,

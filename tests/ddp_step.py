@@ -12,9 +12,9 @@ import torch
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from facelm.distributed import RankShare, close_distributed, data_parallel, init_distributed, world_from_env
-from facelm.engine import head_output
 from facelm.losses import get_coord_loss, landmark_loss
 from facelm.models import create_model
+from facelm.precision import head_output
 
 SIZE, FACES = 32, 4
 
