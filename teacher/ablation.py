@@ -39,7 +39,8 @@ def row_label(value) -> str:
     return str(value)
 
 
-def ablation_rows(runs: list[Path], vary: list[str]) -> list[dict]:
+def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
+    """One row per run, best first, and the schedule they share (every compared option but the varied ones)."""
     rows, schedule = [], None
     for run in runs:
         config = json.loads((run / "config.json").read_text())
@@ -54,7 +55,7 @@ def ablation_rows(runs: list[Path], vary: list[str]) -> list[dict]:
                      "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None})
-    return sorted(rows, key=lambda r: r["nme"])
+    return sorted(rows, key=lambda r: r["nme"]), schedule
 
 
 def ranked_on(metrics: dict) -> str:
@@ -70,9 +71,7 @@ def ranked_on(metrics: dict) -> str:
 
 def main(args: argparse.Namespace) -> list[dict]:
     runs = finished_runs(args.runs)
-    rows = ablation_rows(runs, args.vary)
-    schedule = {k: current_args(json.loads((runs[0] / "config.json").read_text())["args"]).get(k) for k in COMPARED_ARGS
-                if k not in args.vary}
+    rows, schedule = ablation_rows(runs, args.vary)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{args.name}.json", {"vary": args.vary[0], "also_varied": args.vary[1:], "schedule": schedule,
                                                 "rows": rows, **provenance()})

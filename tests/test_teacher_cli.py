@@ -255,7 +255,8 @@ def test_ablation_rows_vary_several_options_together_and_name_sources(tmp_path):
     shared = _finished_run(tmp_path / "a", base | {"source": ["300w:68:x", "wflw:98:y"], "source_share": ["wflw=0.3"]},
                            report)
     alone = _finished_run(tmp_path / "b", base | {"source": ["wflw:98:y"], "source_share": []}, report | {"nme": 6.0})
-    rows = ablation_rows([shared, alone], ["source", "source_share"])
+    rows, schedule = ablation_rows([shared, alone], ["source", "source_share"])
+    assert schedule["epochs"] == 8 and "source" not in schedule
     assert [r["source"] for r in rows] == ["300w + wflw", "wflw"]
     assert rows[0]["ranked_on"].startswith("nothing: the in-loop faces are the test faces")
     with pytest.raises(UserError, match="more than --vary source"):
