@@ -2,6 +2,8 @@
 # Unset, the training stages check the released weights and say what they skipped; set but wrong, they stop.
 DATA ?=
 DATA_ARG = $(if $(DATA),--data "$(DATA)")
+# 300-W common: HELEN's and LFPW's test faces (554), where every accuracy is reported, together and each part
+COMMON = "$(DATA)/300w/testset" "$(DATA)/lfpw/testset"
 VENV ?= .venv
 # The development environment: tests, the export toolchain, the detectors and the dlib peer (also a labeller).
 # A training-only user can `pip install .` instead.
@@ -16,7 +18,7 @@ EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
 
-.PHONY: estimate quick peer predict photos calibrate-detector setup teacher student student-report export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme test all help
+.PHONY: estimate quick peer predict photos calibrate-detector setup teacher student student-report pareto export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme reports test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -25,6 +27,7 @@ help:
 	@echo "make teacher DATA=...          train the teacher (released weights are used when DATA is absent)"
 	@echo "make student DATA=...          distil the default student from weights/teacher_resnet18.pt"
 	@echo "make student-report            A/B and family table from $(RUNS)/student into docs/results"
+	@echo "make pareto DATA=...           every trained family: common NME vs int8 TFLite latency and size (docs/figures/pareto.png)"
 	@echo "make export CHECKPOINT...      EXPORT_ARGS='--checkpoint f': every format, verified (needs facelm[export])"
 	@echo "make bench DATA=...            latency/size/accuracy of every model in weights/export (+ dlib peer if installed)"
 	@echo "make gate DATA=...             CI regression gates (accuracy, latency ratios) on weights/export and $(RUNS)/export"
@@ -35,6 +38,8 @@ help:
 	@echo "make ablation DATA=...         L1 vs Wing vs SmoothL1 on one schedule, report under $(RUNS)/ablation"
 	@echo "make loader-bench DATA=...     augmented img/s of the training loader (docs/results/loader.json)"
 	@echo "make release RUN=dir           copy a teacher or student run's weights + model card into weights/"
+	@echo "make reports DATA=...          after a student release: its exports, the detector calibration, the gate"
+	@echo "                               baseline, bench, peer, figures, stability and the README tables again"
 	@echo "make readme                    refill README result tables from the committed reports"
 	@echo "make plot-losses               the loss-shape figure (docs/losses.png)"
 	@echo "make predict INPUT=img|dir OUT=dir  detect faces, landmarks on each; JSON + overlay per image (MODEL=f to choose)"
@@ -85,7 +90,7 @@ quick: setup
 	$(FACELM) student --data "$(DATA)" --teacher $(call quick_run,teacher)/last.pt --out $(QUICK)/student --name quick \
 	  $(QUICK_STUDENT_ARGS)
 	$(FACELM) export --data "$(DATA)" --checkpoint $(call quick_run,student)/last.pt --out $(QUICK)/export
-	$(FACELM) bench --models $(QUICK)/export --data "$(DATA)/300w/testset" --threads 1 --runs 50 --no-peer \
+	$(FACELM) bench --models $(QUICK)/export --data $(COMMON) --threads 1 --runs 50 --no-peer \
 	  --json $(QUICK)/bench.json
 	@echo "Done. These models are smoke-quality (minutes of training): they show that every stage runs, not how good"
 	@echo "the models get. The release recipe is 'make all DATA=...' (TEACHER_ARGS, STUDENT_ARGS above in the Makefile;"
@@ -100,17 +105,20 @@ student: setup
 student-report: setup
 	$(FACELM) student-report --runs $(RUNS)/student --out docs/results --data "$(DATA)"
 
+pareto: setup
+	$(FACELM) pareto $(DATA_ARG)
+
 export: setup
 	$(FACELM) export $(DATA_ARG) --out $(RUNS)/export $(EXPORT_ARGS)
 
 bench: setup
-	$(FACELM) bench --models weights/export --data "$(DATA)/300w/testset" --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
+	$(FACELM) bench --models weights/export --data $(COMMON) --mirror --json docs/results/bench.json --csv $(RUNS)/bench.csv
 
 gate: setup
-	$(FACELM) gate --models weights/export --candidate $(RUNS)/export --data "$(DATA)/300w/testset"
+	$(FACELM) gate --models weights/export --candidate $(RUNS)/export --data $(COMMON)
 
 gate-refresh: setup
-	$(FACELM) gate --models weights/export --data "$(DATA)/300w/testset" --refresh
+	$(FACELM) gate --models weights/export --data $(COMMON) --refresh
 
 model-stats: setup
 	$(FACELM) model-stats --time --head-type fc integral --json docs/results/model_stats.json
@@ -118,8 +126,7 @@ model-stats: setup
 peer: setup
 	$(FACELM) peer --data "$(DATA)" --json docs/results/peer.json
 
-# 300-W common by default: HELEN's and LFPW's test faces, reported together and each part
-EVAL_DATA ?= $(DATA)/300w/testset $(DATA)/lfpw/testset
+EVAL_DATA ?= $(COMMON)
 REPORT ?= $(RUNS)/eval/report.json
 
 eval: setup
@@ -140,6 +147,11 @@ release: setup
 
 readme: setup
 	$(FACELM) readme
+
+# the whole chain after `make release RUN=<student run>`: every report is measured again from the released weights
+reports: setup
+	$(FACELM) export --data "$(DATA)" --out weights/export
+	$(MAKE) calibrate-detector gate-refresh bench peer figures stability readme DATA="$(DATA)"
 
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png

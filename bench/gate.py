@@ -1,8 +1,8 @@
-"""CI regression gates for the released student's exports: accuracy per format on 300w/testset, and latency as
+"""CI regression gates for the released student's exports: accuracy per format on 300-W common, and latency as
 ratios timed in the same run. Exits 1 with a readable diff when a gate fails.
 
-    python bench/gate.py --models weights/export --candidate runs/export --data DATA/300w/testset  # as CI runs it
-    python bench/gate.py --models weights/export --data DATA/300w/testset --refresh  # rewrite the baseline (git diff it)
+    python bench/gate.py --models weights/export --candidate runs/export  # as CI runs it, DATA set
+    python bench/gate.py --models weights/export --refresh  # rewrite the baseline (git diff it)
 
 Accuracy: NME per format of the released exports (--models) and, with --candidate, of a fresh export of the same
 checkpoint by the current code, against the baseline's, within each format's tolerance (facelm/formats.py). Every
@@ -58,8 +58,8 @@ from facelm.inference import BatchFn  # noqa: E402
 from facelm.paths import RELEASED_EXPORTS
 from facelm.quiet import configure_output  # noqa: E402
 from facelm.reports.tables import text_table  # noqa: E402
-from facelm.runs import data_label  # noqa: E402
 from facelm.runtimes import load_exported  # noqa: E402
+from facelm.splits import common_test_paths  # noqa: E402
 
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
 LATENCY_TOLERANCE = 0.15  # relative worsening of the latency ratio
@@ -76,8 +76,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     data = os.environ.get("DATA")
     p.add_argument("--models", type=Path, default=RELEASED_EXPORTS,
                    help="folder of the released student's exports (default: weights/export)")
-    p.add_argument("--data", type=Path, default=Path(data) / "300w" / "testset" if data else None,
-                   help="faces the baseline was measured on (default: $DATA/300w/testset)")
+    p.add_argument("--data", type=Path, nargs="+", default=common_test_paths(Path(data)) if data else None,
+                   help="faces the baseline was measured on (default: 300-W common, $DATA/300w/testset and "
+                        "$DATA/lfpw/testset)")
     p.add_argument("--candidate", type=Path, default=None,
                    help="a fresh export of the released checkpoint by the current code (`make export` writes "
                         "runs/export): its accuracy is gated too, and its latency against the release's")
@@ -348,11 +349,11 @@ def baseline_document(run: Measured, models: list[ExportedModel], faces: Faces, 
     if previous is not None and previous["checkpoint_sha256"] == checkpoints(models):
         by_cpu = dict(previous["latency_ratio_by_cpu"])
     by_cpu[run.cpu] = run.vs_reference
-    return {"checkpoint_sha256": checkpoints(models), "data": data_label(faces.path), "faces": len(faces.gt),
+    return {"checkpoint_sha256": checkpoints(models), "data": faces.label, "faces": len(faces.gt),
             "formats": run.released, "latency_ratio_by_cpu": by_cpu,
             "latency": "per CPU model: median over interleaved rounds of model p10 / reference p10, batch 1, 1 thread",
             "reference": {"version": REFERENCE_VERSION, "workload": REFERENCE},
-            "refresh": "python bench/gate.py --models weights/export --data $DATA/300w/testset --refresh"}
+            "refresh": "DATA=... python bench/gate.py --models weights/export --refresh"}
 
 
 def previous_baseline(path: Path) -> dict | None:
@@ -398,8 +399,8 @@ def measure(args: argparse.Namespace, released_models: list[ExportedModel], fres
 
 def main(args: argparse.Namespace) -> bool:
     """True when every gate passes (or the baseline was refreshed)."""
-    if args.data is None:
-        raise UserError("no faces: set DATA or pass --data DATA/300w/testset")
+    if not args.data:
+        raise UserError("no faces: set DATA or pass --data DATA/300w/testset DATA/lfpw/testset")
     if min(args.rounds, args.runs) < 1:
         raise UserError("--rounds and --runs must be at least 1")
     nme_tol = tolerances(args.tolerance)
@@ -408,8 +409,8 @@ def main(args: argparse.Namespace) -> bool:
     candidates = fresh_models(args, models)
     faces = load_faces(args.data, models[0].meta["scheme"]["name"])
     if baseline is not None and baseline["faces"] != len(faces.gt):
-        raise UserError(f"{args.data}: {len(faces.gt)} faces but the baseline was measured on {baseline['faces']} "
-                        f"({baseline['data']}); pass that folder")
+        raise UserError(f"{faces.label}: {len(faces.gt)} faces but the baseline was measured on {baseline['faces']} "
+                        f"({baseline['data']}); pass those folders")
     notes = [f"{name}: accuracy gated, latency not: {fmt.untimed}" for name, fmt in
              sorted({m.meta["format"]: get_format(m.meta["format"]) for m in models}.items()) if fmt.untimed]
     run = measure(args, models, candidates, faces, baseline, notes)

@@ -16,6 +16,7 @@ from facelm.errors import UserError
 from facelm.inference import BatchFn
 from facelm.labellers import dlib_own_pipeline
 from facelm.paths import RELEASED_CALIBRATION
+from facelm.runs import data_label
 from facelm.runtimes import COREML_REFERENCE, RUNTIMES, load_exported
 from facelm.schemes import get_scheme
 
@@ -92,39 +93,53 @@ def latency_stats(ms: np.ndarray) -> dict:
 
 @dataclass
 class Faces:
+    """Annotated faces from one or more folders (300-W common is two); `part` holds each face's folder index."""
     images: list[np.ndarray]  # RGB uint8
     gt: np.ndarray  # (N, K, 2) 0-based pixel centres
     scheme_name: str
-    path: Path
+    paths: list[Path]
+    part: np.ndarray
+
+    @property
+    def label(self) -> str:
+        """The folders as tables show them: '300w/testset + lfpw/testset'."""
+        return " + ".join(data_label(p) for p in self.paths)
 
 
-def check_faces(data: Path, scheme_name: str) -> int:
-    """Number of annotated faces in `data` (reads the annotations only), so a bad folder fails before any timing."""
+def check_faces(paths: list[Path], scheme_name: str) -> int:
+    """Number of annotated faces in the folders (reads the annotations only), so a bad folder fails before any timing."""
     from facelm.annotations import load_annotations
 
-    return len(load_annotations(data, get_scheme(scheme_name)))
+    return sum(len(load_annotations(path, get_scheme(scheme_name))) for path in paths)
 
 
-def load_faces(data: Path, scheme_name: str) -> Faces:
+def load_faces(paths: list[Path], scheme_name: str) -> Faces:
     import cv2
 
     from facelm.annotations import load_annotations
 
-    samples = load_annotations(data, get_scheme(scheme_name))
-    images = []
-    for sample in samples:
-        image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UserError(f"{sample.image}: cannot read image (missing, truncated or not an image)")
-        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return Faces(images, np.stack([s.points for s in samples]), scheme_name, Path(data))
+    images, points, part = [], [], []
+    for index, path in enumerate(paths):
+        for sample in load_annotations(path, get_scheme(scheme_name)):
+            image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
+            if image is None:
+                raise UserError(f"{sample.image}: cannot read image (missing, truncated or not an image)")
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            points.append(sample.points)
+            part.append(index)
+    return Faces(images, np.stack(points), scheme_name, [Path(p) for p in paths], np.asarray(part))
 
 
 def scores(pred: np.ndarray, faces: Faces) -> dict:
-    from facelm.metrics import landmark_report
+    """NME, FR@10 and AUC@10 on all the faces and, when they span several folders, on each."""
+    from facelm.metrics import SUMMARY_KEYS, landmark_report, parts_report
 
-    report = landmark_report(pred, faces.gt, get_scheme(faces.scheme_name))
-    return {k: report[k] for k in ("n", "nme", "fr10", "auc10")}
+    scheme = get_scheme(faces.scheme_name)
+    report = landmark_report(pred, faces.gt, scheme)
+    result = {k: report[k] for k in SUMMARY_KEYS}
+    if len(faces.paths) > 1:
+        result["parts"] = parts_report(pred, faces.gt, scheme, faces.part, [data_label(p) for p in faces.paths])
+    return result
 
 
 def model_accuracy(run: BatchFn, meta: dict, faces: Faces) -> dict:
@@ -171,6 +186,6 @@ def detector_timing_call(name: str) -> tuple:
 
 def dlib_accuracy(predictor, faces: Faces) -> dict:
     if faces.scheme_name != "68":
-        raise UserError(f"{faces.path}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
+        raise UserError(f"{faces.label}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
     pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(RELEASED_CALIBRATION, "hog"))
     return {**scores(pred, faces), "box": box}

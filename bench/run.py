@@ -2,7 +2,7 @@
 each through its own runtime, against the 5 ms budget; the face detectors (BlazeFace, dlib HOG) on a 640x480 frame;
 dlib's 68-point ERT as the peer when it is installed.
 
-    python bench/run.py --models weights/export [--data DATA/300w/testset] [--json bench.json] [--csv bench.csv]
+    python bench/run.py --models weights/export [--data DATA/300w/testset DATA/lfpw/testset] [--json bench.json]
 
 Needs numpy, opencv and whichever runtimes are installed (a model whose runtime is missing is skipped with a note);
 scipy only with --data. bench reads images with opencv only for --data, but facelm.contract imports facelm.geometry,
@@ -62,8 +62,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm bench", add_help=add_help, description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, default=RELEASED_EXPORTS,
                    help="folder of exported models with their .json sidecars (default: weights/export)")
-    p.add_argument("--data", type=Path, default=None,
-                   help="annotated faces in any supported layout (e.g. DATA/300w/testset): adds NME, FR@10, AUC@10")
+    p.add_argument("--data", type=Path, nargs="+", default=None,
+                   help="annotated folders in any supported layout: adds NME, FR@10 and AUC@10 on all of them and on "
+                        "each, e.g. DATA/300w/testset DATA/lfpw/testset for 300-W common")
     p.add_argument("--threads", type=int, nargs="+", default=None,
                    help=f"thread counts to time (default: 1 and all cores: 1 {os.cpu_count()})")
     p.add_argument("--runs", type=int, default=200, help="timed runs per row, batch 1 (default: 200)")
@@ -109,7 +110,7 @@ def measure(job: dict) -> dict:
     peak = peak_rss_mb()
     row.update(peak_rss_mb=peak, rss_increase_mb=peak - base)
     if job["data"]:
-        faces = load_faces(Path(job["data"]), job["scheme"])
+        faces = load_faces([Path(p) for p in job["data"]], job["scheme"])
         row["accuracy"] = dlib_accuracy(predictor, faces) if job["kind"] == "dlib" else model_accuracy(run, job["meta"], faces)
     return row
 
@@ -140,6 +141,10 @@ def run_worker(job: dict) -> dict:
     return result
 
 
+def data_paths(args: argparse.Namespace) -> list[str] | None:
+    return [str(p) for p in args.data] if args.data else None
+
+
 def model_rows(model: ExportedModel, threads: list[int], args: argparse.Namespace, skips: list[str], mirror: bool = False
                ) -> list[dict]:
     meta = model.meta
@@ -148,7 +153,7 @@ def model_rows(model: ExportedModel, threads: list[int], args: argparse.Namespac
     rows = []
     for i, count in enumerate(threads):
         job = {"kind": "model", "path": str(model.path), "meta": meta, "threads": count, "warmup": args.warmup,
-               "runs": args.runs, "data": str(args.data) if args.data and i == 0 else None, "scheme": meta["scheme"]["name"],
+               "runs": args.runs, "data": data_paths(args) if i == 0 else None, "scheme": meta["scheme"]["name"],
                "mirror": mirror}
         result = run_worker(job)
         if "skipped" in result:
@@ -162,7 +167,7 @@ def model_rows(model: ExportedModel, threads: list[int], args: argparse.Namespac
 def dlib_row(args: argparse.Namespace) -> dict:
     path = dlib_model_file()
     job = {"kind": "dlib", "path": str(path), "threads": 1, "warmup": args.warmup, "runs": args.runs,
-           "data": str(args.data) if args.data else None, "scheme": "68"}
+           "data": data_paths(args), "scheme": "68"}
     return {"model": "dlib ERT 68", "file": path.name, "format": "dlib .dat", "precision": "fp32", "runtime": "dlib",
             "size_mb": path.stat().st_size / 1e6, "threads": 1, "accuracy": None, **run_worker(job)}
 
@@ -252,8 +257,9 @@ def collect(models: list[ExportedModel], threads: list[int], args: argparse.Name
     notes, skips = [RSS_NOTE], []
     if args.data:
         n = check_faces(args.data, models[0].meta["scheme"]["name"])
-        notes.append(f"accuracy: {n} faces of {args.data}, one at a time through each model's runtime; facelm rows crop "
-                     "from the ground-truth landmark box by the sidecar's crop rule")
+        notes.append(f"accuracy: {n} faces of {' + '.join(data_paths(args))}, one at a time through each model's "
+                     "runtime, reported on all of them and each folder; facelm rows crop from the ground-truth landmark "
+                     "box by the sidecar's crop rule")
     rows = [{**row, "runs": args.runs} for model in models for row in model_rows(model, threads, args, skips)]
     if not rows:
         raise UserError(f"{args.models}: no model can run here; " + "; ".join(skips))
@@ -294,7 +300,7 @@ def main(args: argparse.Namespace) -> dict:
     print("\n".join("- " + note for note in notes))
     if estimates:
         print("\n".join(estimate_lines(estimates, BUDGET_MS, gflops)))
-    result = {"machine": info, "settings": {"models": shown(args.models), "data": str(args.data) if args.data else None,
+    result = {"machine": info, "settings": {"models": shown(args.models), "data": data_paths(args),
               "threads": threads, "runs": args.runs, "warmup": args.warmup, "budget_ms": BUDGET_MS},
               "rows": rows, "notes": notes, "mobile_estimate": estimates}
     if args.json:

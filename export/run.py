@@ -31,6 +31,7 @@ from facelm.paths import RELEASED_EXPORTS, RELEASED_STUDENT, RUNS, shown
 from facelm.reports.tables import export_markdown
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
+from facelm.splits import common_test_paths
 from facelm.stage import has_training_data
 
 
@@ -44,7 +45,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
     p.add_argument("--calib-data", type=Path, default=None, help="calibration faces (default: DATA/300w/trainset)")
     p.add_argument("--calib-count", type=int, default=256, help="calibration crops, at least 200 (default: 256)")
-    p.add_argument("--verify-data", type=Path, default=None, help="verification faces (default: DATA/300w/testset)")
+    p.add_argument("--verify-data", type=Path, nargs="+", default=None,
+                   help="verification folders (default: 300-W common, DATA/300w/testset and DATA/lfpw/testset)")
     p.add_argument("--tolerance", action="append", default=[], metavar="FORMAT=POINTS",
                    help="override a format's |delta NME| tolerance, e.g. onnx_int8=0.2")
     return p
@@ -64,14 +66,18 @@ def calibration_crops(folder: Path, scheme, size: int, count: int) -> np.ndarray
 
 
 def selected_formats(names: list[str] | None) -> list[Format]:
-    """All formats by default (an unavailable one becomes a report row); naming an unavailable one is an error."""
+    """All formats by default (an unavailable one becomes a report row); naming an unavailable one is an error. A
+    named format brings the formats it is converted from (tflite_int8 needs tflite_fp32), in export order."""
     if names is None:
         return list(FORMATS)
-    formats = [get_format(name) for name in names]
-    for fmt in formats:
+    wanted = set()
+    for fmt in map(get_format, names):
         if fmt.unavailable:
             raise UserError(f"{fmt.name} is not available: {fmt.unavailable}")
-    return formats
+        while fmt.name not in wanted:
+            wanted.add(fmt.name)
+            fmt = get_format(fmt.derived_from) if fmt.derived_from else fmt
+    return [fmt for fmt in FORMATS if fmt.name in wanted]
 
 
 def verify(row: dict, artefact: Path, eval_set: EvalSet, crops: np.ndarray, matrices, torch_out: np.ndarray,
@@ -120,7 +126,8 @@ def export_stem(spec: dict, head: str) -> str:
 
 def main(args: argparse.Namespace) -> list[dict]:
     if args.calib_data is None and args.verify_data is None and not has_training_data(args.data, "300w/testset"):
-        print("SKIPPED export: DATA is not set (calibration needs 300w/trainset, verification 300w/testset). "
+        print("SKIPPED export: DATA is not set (calibration needs 300w/trainset, verification 300w/testset and "
+              "lfpw/testset). "
               f"Set DATA to export and verify; checking the released exports in {RELEASED_EXPORTS} instead.")
         check_released_exports(RELEASED_EXPORTS)
         return []
@@ -139,10 +146,10 @@ def main(args: argparse.Namespace) -> list[dict]:
     size = spec["input_size"]
     data = Path(args.data) if args.data else None
     calib_dir = args.calib_data or (data / "300w" / "trainset" if data else None)
-    verify_dir = args.verify_data or (data / "300w" / "testset" if data else None)
-    if calib_dir is None or verify_dir is None:
+    verify_dirs = args.verify_data or (common_test_paths(data) if data else None)
+    if calib_dir is None or not verify_dirs:
         raise UserError("no data: set DATA or pass --calib-data and --verify-data")
-    eval_set = EvalSet(verify_dir, get_scheme(spec["heads"][head]))
+    eval_set = EvalSet(verify_dirs, get_scheme(spec["heads"][head]))
     calibration = calibration_crops(calib_dir, eval_set.scheme, size, args.calib_count)
 
     single = SingleHead(model, head).eval()
@@ -159,7 +166,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         if row["status"] == "ok":
             row = verify(row, ctx.done[fmt.name], eval_set, crops, matrices, torch_out, torch_report, size, limits[fmt.name])
         rows.append(row)
-    report = {"checkpoint": shown(args.checkpoint), "head": head, "spec": spec, "verify_data": str(verify_dir),
+    report = {"checkpoint": shown(args.checkpoint), "head": head, "spec": spec, "verify_data": [str(p) for p in verify_dirs],
               "calib_data": str(calib_dir), "calib_count": len(calibration), "torch": {k: v for k, v in torch_report.items()
               if k != "per_image_nme"}, "rows": rows, **provenance()}
     write_json(args.out / "export_report.json", report)

@@ -19,6 +19,7 @@ COMMANDS = {
     "student": ("facelm.student.stage", "student stage: distil when DATA is present, else check the released weights"),
     "train-student": ("facelm.student.train", "distil a depthwise student from the teacher (or train it on labels alone)"),
     "student-report": ("facelm.student.report", "A/B (labels alone vs distilled) and family table from student runs"),
+    "pareto": ("facelm.student.pareto", "every student family: common NME against int8 TFLite latency and size, with dlib"),
     "release": ("facelm.reports.release", "copy a teacher or student run's weights to weights/ with a model card"),
     "export": ("facelm.export.run", "export a student to every deployment format and verify each against PyTorch"),
     "bench": ("facelm.bench.run", "latency, size and accuracy of every exported model, each through its own runtime"),

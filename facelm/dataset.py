@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig, apply_geometry, photometric_pipeline, random_crop_matrix
@@ -40,11 +40,16 @@ class Source:
 
     @classmethod
     def parse(cls, text: str) -> "Source":
-        """`name:scheme:path[,path...]`, e.g. `300w:68:/data/300w/trainset,/data/lfpw/trainset`."""
+        """`name:scheme:path[,path...][:split]`, e.g. `300w:68:/data/300w/trainset,/data/lfpw/trainset:train` (the
+        training split: the validation faces held out); without a split, every face of the folders."""
         parts = text.split(":", 2)
         if len(parts) != 3 or not parts[2]:
-            raise UserError(f"source {text!r}: expected NAME:SCHEME:PATH[,PATH...], e.g. 300w:68:$DATA/300w/trainset")
-        return cls(parts[0], get_scheme(parts[1]), [Path(p) for p in parts[2].split(",")])
+            raise UserError(f"source {text!r}: expected NAME:SCHEME:PATH[,PATH...][:SPLIT], e.g. "
+                            "300w:68:$DATA/300w/trainset:train")
+        paths, split = parts[2], "all"
+        if paths.rpartition(":")[2] in SPLITS:
+            paths, _, split = paths.rpartition(":")
+        return cls(parts[0], get_scheme(parts[1]), [Path(p) for p in paths.split(",")], split)
 
     def spec(self) -> str:
         split = "" if self.split == "all" else f" [{self.split} split]"
@@ -190,6 +195,12 @@ class LandmarkCrops(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def __getitems__(self, batch: list[int]) -> list[dict]:
+        """A batch's items (the DataLoader's fetch); a SeededBatch first reseeds the augmentations from its seed."""
+        if isinstance(batch, SeededBatch):
+            self.reseed(batch.seed)
+        return [self[index] for index in batch]
+
     def crop(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, bool]:
         """Geometry only: uint8 RGB crop, crop-pixel points, weights, head, the image->crop affine and mirroring."""
         image, points, weight, head, _ = self.entries[index]
@@ -238,7 +249,31 @@ def set_loader_threads(workers: int) -> None:
     cv2.setNumThreads(1 if workers else _CV2_DEFAULT_THREADS)
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: distinct, reproducible augmentation streams per worker and epoch."""
-    info = torch.utils.data.get_worker_info()
-    info.dataset.reseed(torch.initial_seed() % 2**32)
+AUGMENTATION_SEEDS = "per batch, from (seed, epoch)"  # SeededBatches; run configs record it as augmentation_seeds
+
+
+class SeededBatch(list):
+    """A batch of dataset indices with the seed its augmentations draw from."""
+
+    def __init__(self, indices: list[int], seed: int):
+        super().__init__(indices)
+        self.seed = seed
+
+
+class SeededBatches(Sampler[SeededBatch]):
+    """The batches of a batch sampler, each with an augmentation seed drawn from (seed, epoch): an epoch's crops
+    depend on nothing else, neither on the loader's worker count nor on the epochs before it. So a resumed run
+    replays only the index draws (`facelm.engine.skip_trained_draws`, cheap) and goes on exactly as an uninterrupted
+    run would, and two runs on one seed (the A/B arms) see the same crops of the faces they share."""
+
+    def __init__(self, batches: Sampler[list[int]], seed: int):
+        self.batches, self.seed, self.epoch = batches, seed, 0
+
+    def __iter__(self):
+        seeds = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        for batch in self.batches:
+            yield SeededBatch(batch, int(seeds.integers(2**63)))
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -18,7 +18,7 @@ from facelm.checkpoint import load_model
 from facelm.dataset import decode_all, load_samples
 from facelm.errors import UserError
 from facelm.inference import BatchFn, predict_faces
-from facelm.metrics import landmark_report
+from facelm.metrics import landmark_report, parts_report
 from facelm.models import SingleHead
 from facelm.plots import plot_ced
 from facelm.precision import autocast, grad_scaler
@@ -68,12 +68,11 @@ def train_one_epoch(model, ema, loader, optimizer, scheduler, step: StepFn, devi
 
 
 def skip_trained_draws(loader: DataLoader, epochs: int) -> None:
-    """Replay the batches of the epochs a resumed run has already trained, index draws and augmentations alike, so that
-    it goes on exactly as an uninterrupted run would: for an A/B, both arms keep seeing the same crops in the same order.
-    Replaying the index draws alone would restart the augmentation streams from the seed. Costs one pass of the loader
-    (no training) per trained epoch."""
+    """Replay the index draws of the epochs a resumed run has already trained, so that it goes on exactly as an
+    uninterrupted run would: for an A/B, both arms keep seeing the same crops in the same order. The augmentations
+    need no replay: each batch carries its seed (facelm.dataset.SeededBatches), so no image is touched."""
     for _ in range(epochs):
-        for _ in loader:
+        for _ in loader.batch_sampler:
             pass
 
 
@@ -138,15 +137,9 @@ class EvalSet:
         part.part = self.part[indices]
         return part
 
-    def parts_report(self, pred: np.ndarray, conf: np.ndarray) -> dict[str, dict]:
+    def parts_report(self, pred: np.ndarray, conf: np.ndarray | None) -> dict[str, dict]:
         """NME, FR@10 and AUC@10 on each folder's faces."""
-        parts = {}
-        for index, path in enumerate(self.paths):
-            mask = self.part == index
-            if mask.any():
-                report = landmark_report(pred[mask], self.gt[mask], self.scheme, conf[mask])
-                parts[data_label(path)] = {key: report[key] for key in ("n", "nme", "fr10", "auc10")}
-        return parts
+        return parts_report(pred, self.gt, self.scheme, self.part, [data_label(p) for p in self.paths], conf)
 
     def evaluate(self, run_batch: BatchFn, size: int, batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
         """The report, plus predicted points (N, K, 2) and confidences (N, K)."""

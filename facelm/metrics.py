@@ -6,6 +6,7 @@ import numpy as np
 from facelm.schemes import Scheme
 
 CED_LIMIT = 0.10
+SUMMARY_KEYS = ("n", "nme", "fr10", "auc10")  # what tables show of a report
 
 
 def point_errors(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, other: np.ndarray | None = None) -> np.ndarray:
@@ -61,6 +62,19 @@ def landmark_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, confidence
         rho = float(spearmanr(confidence.ravel(), errors.ravel()).statistic) if np.ptp(confidence) > 0 else float("nan")
         report["spearman_conf_error"] = rho if np.isfinite(rho) else None  # undefined for constant confidence
     return report
+
+
+def parts_report(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, part: np.ndarray, labels: list[str],
+                 confidence: np.ndarray | None = None) -> dict[str, dict]:
+    """NME, FR@10 and AUC@10 on each part's faces (300-W common: HELEN's and LFPW's); `part` holds each face's index
+    into `labels`."""
+    parts = {}
+    for index, label in enumerate(labels):
+        mask = part == index
+        if mask.any():
+            report = landmark_report(pred[mask], gt[mask], scheme, None if confidence is None else confidence[mask])
+            parts[label] = {key: report[key] for key in SUMMARY_KEYS}
+    return parts
 
 
 def normalised_mean_jitter(pred: np.ndarray, gt: np.ndarray, scheme: Scheme, valid: np.ndarray | None = None) -> float:

@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from facelm.checkpoint import read_checkpoint, save_checkpoint
+from facelm.dataset import AUGMENTATION_SEEDS, LoadedSource
 from facelm.engine import EvalSet
 from facelm.errors import UserError
 from facelm.losses import COORD_LOSSES
@@ -120,6 +121,14 @@ def save_run_checkpoint(path: Path, model, spec: dict, optimizer, scheduler, ema
                            args=vars(args), **extra)
 
 
+def note_seeding_change(resume: Path | None, log: logging.Logger) -> None:
+    """A run begun before per-batch augmentation seeds (its config has no augmentation_seeds) goes on with them, so its
+    resumed epochs do not repeat the augmentation streams an uninterrupted run of that version would have drawn."""
+    if resume and "augmentation_seeds" not in json.loads((resume.parent / "config.json").read_text()):
+        log.info("this run began before per-batch augmentation seeds: its index draws go on exactly, its augmentations "
+                 f"are seeded {AUGMENTATION_SEEDS} from here on, not the streams its loader workers had")
+
+
 def restore(checkpoint: dict, model, optimizer, scheduler, ema, log: logging.Logger) -> tuple[int, list[dict]]:
     """Load a `last.pt` payload into the live objects; returns the epoch to start from and the history so far."""
     model.load_state_dict(checkpoint["model"])
@@ -156,6 +165,21 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-data", type=Path, nargs="+", default=None,
                    help="test folders, evaluated once when the run ends, for the report only (default: 300-W common, "
                         "DATA/300w/testset and DATA/lfpw/testset)")
+
+
+def check_held_out(sources: list[LoadedSource], eval_set: EvalSet | None, test_set: EvalSet | None,
+                   retrain_on_validation: bool = False) -> None:
+    """Refuse a run that trains on its own validation or test faces: every choice made on them, or the report, would
+    measure memory rather than accuracy. A release retrained on train + validation (a recipe already chosen) may
+    train on its in-loop eval faces, never on its test faces."""
+    for role, faces in (("validation (in-loop eval)", None if retrain_on_validation else eval_set), ("test", test_set)):
+        held = {s.image.resolve() for s in faces.samples} if faces is not None else set()
+        for item in sources:
+            shared = sum(s.image.resolve() in held for s in item.samples)
+            if shared:
+                raise UserError(f"source {item.source.name}: {shared} of its faces are {role} faces ({faces.label}); "
+                                "keep its training split with a :train suffix (NAME:SCHEME:PATH[,PATH...]:train) or "
+                                "pass --eval-data/--test-data with other faces")
 
 
 def eval_sets(args: argparse.Namespace, scheme: Scheme) -> tuple[EvalSet | None, EvalSet | None]:

@@ -70,6 +70,7 @@ def run_rows(root: Path) -> list[dict]:
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
                      "nme_on": "validation" if "test" in m else "test",
+                     "test_nme": m["test"]["nme"] if "test" in m else None,
                      "eval_nme_by_epoch": eval_curve(run)})
     return rows
 

@@ -18,19 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import load_model, model_spec, read_checkpoint
 from facelm.dataset import (
+    AUGMENTATION_SEEDS,
     LandmarkCrops,
     LoadedSource,
+    SeededBatches,
     Source,
     data_fingerprint,
     decode_all,
     load_source,
-    seed_worker,
     set_loader_threads,
 )
 from facelm.detect import BoxCalibration, read_calibration
@@ -50,11 +51,13 @@ from facelm.student.pseudo import frame_prior, labelled_outputs, pseudo_sample_p
 from facelm.training import (
     add_eval_args,
     add_training_args,
+    check_held_out,
     epoch_steps,
     eval_sets,
     group_share_sampler,
     init_from,
     make_optimization,
+    note_seeding_change,
     restore,
     run_precision,
     save_run_checkpoint,
@@ -77,7 +80,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--mode", default="distill", choices=["distill", "labels"],
                    help="distill: ground truth + teacher, unlabelled photos too; labels: ground truth alone (default: distill)")
     p.add_argument("--labelled", action="append", default=None,
-                   help="NAME:SCHEME:PATH[,PATH...] of labelled faces, repeatable (default: the training split of "
+                   help="NAME:SCHEME:PATH[,PATH...][:SPLIT] of labelled faces, repeatable; SPLIT train holds the "
+                        "validation faces out (default: the training split of "
                         "DATA/300w/trainset and DATA/lfpw/trainset, validation faces held out)")
     p.add_argument("--unlabelled", action="append", type=Path, default=None,
                    help=f"folder of unlabelled photos, repeatable (default: {', '.join(UNLABELLED_DEFAULTS)} under DATA)")
@@ -288,17 +292,14 @@ def training_loader(args: argparse.Namespace, dataset: LandmarkCrops, n_labelled
     """Distil batches of labelled faces plus --unlabelled-per-batch photos, or batches that draw the photos at
     --labelled-fraction; the labels arm draws labelled faces alone."""
     if args.mode == "distill" and args.unlabelled_per_batch:
-        batching = {"batch_sampler": LabelledPlusUnlabelled(n_labelled, len(dataset) - n_labelled, args.batch_size,
-                                                            args.unlabelled_per_batch, steps_per_epoch, args.seed)}
+        batches = LabelledPlusUnlabelled(n_labelled, len(dataset) - n_labelled, args.batch_size,
+                                         args.unlabelled_per_batch, steps_per_epoch, args.seed)
     else:
-        batching = {"batch_size": args.batch_size, "drop_last": True,
-                    "sampler": make_sampler(n_labelled, len(dataset) - n_labelled, args.labelled_fraction,
-                                            steps_per_epoch * args.batch_size, args.seed)}
-    loader = DataLoader(dataset, **batching, num_workers=args.workers,
-                        worker_init_fn=seed_worker if args.workers else None, persistent_workers=args.workers > 0)
-    if args.workers == 0:
-        dataset.reseed(args.seed)
-    return loader
+        draws = make_sampler(n_labelled, len(dataset) - n_labelled, args.labelled_fraction,
+                             steps_per_epoch * args.batch_size, args.seed)
+        batches = BatchSampler(draws, args.batch_size, drop_last=True)
+    return DataLoader(dataset, batch_sampler=SeededBatches(batches, args.seed), num_workers=args.workers,
+                      persistent_workers=args.workers > 0)
 
 
 def final_metrics(args: argparse.Namespace, report: dict, eval_set: EvalSet, teacher: Teacher, history: list[dict],
@@ -330,6 +331,7 @@ def main(args: argparse.Namespace) -> dict:
     log = run_logger(run_dir, "train")
     labelled, unlabelled, targets = sources_with_targets(args, teacher, log)
     eval_set, test_set = eval_sets(args, scheme)
+    check_held_out(labelled + unlabelled, eval_set, test_set)
 
     sources = labelled + unlabelled if args.mode == "distill" else labelled
     confidence_mean = teacher_confidence_mean(sources) if args.kd_confidence_norm else 1.0
@@ -348,8 +350,10 @@ def main(args: argparse.Namespace) -> dict:
     spec = model_spec(model, args.arch, {args.teacher_head: scheme.name})
     step_batch = args.batch_size + (args.unlabelled_per_batch if args.mode == "distill" else 0)
     precision, why = run_precision(args, step_timer(model, step_batch, args.input_size, args.device))
+    note_seeding_change(args.resume, log)
     write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
-                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
+                                         "photometric_rule": PHOTOMETRIC_RULE, "augmentation_seeds": AUGMENTATION_SEEDS,
+                                         **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
     write_json(run_dir / "teacher_fingerprint.json", teacher_fingerprint)
 

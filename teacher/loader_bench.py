@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from facelm.dataset import LandmarkCrops, default_teacher_sources, load_source, seed_worker, set_loader_threads
+from facelm.dataset import LandmarkCrops, SeededBatches, default_teacher_sources, load_source, set_loader_threads
 from facelm.errors import UserError
 from facelm.paths import RUNS
 from facelm.runs import provenance, write_json
@@ -26,9 +26,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def images_per_second(dataset: LandmarkCrops, workers: int, batches: int) -> float:
     set_loader_threads(workers)
-    sampler = RandomSampler(dataset, num_samples=64 * (batches + 1))  # as many passes as the timed batches need
-    loader = DataLoader(dataset, batch_size=64, sampler=sampler, num_workers=workers,
-                        worker_init_fn=seed_worker if workers else None, persistent_workers=workers > 0)
+    draws = RandomSampler(dataset, num_samples=64 * (batches + 1))  # as many passes as the timed batches need
+    batches_drawn = SeededBatches(BatchSampler(draws, 64, drop_last=True), seed=0)
+    loader = DataLoader(dataset, batch_sampler=batches_drawn, num_workers=workers, persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)
     start, seen = time.perf_counter(), 0
@@ -44,7 +44,6 @@ def main(args: argparse.Namespace) -> dict:
     loaded = [load_source(s) for s in default_teacher_sources(Path(args.data))]
     decode_seconds = time.perf_counter() - start
     dataset = LandmarkCrops(loaded, args.input_size, train=True)
-    dataset.reseed(0)
     rows = [{"workers": w, "img_per_s": images_per_second(dataset, w, args.batches)} for w in args.workers]
     report = {"input_size": args.input_size, "augmentations": "all (geometry + photometric)", "n_images": len(dataset),
               "decode_seconds": decode_seconds, "rows": rows, **provenance()}

@@ -19,12 +19,13 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 from facelm.augment import PHOTOMETRIC_RULE, GeometryConfig
 from facelm.checkpoint import model_spec, read_checkpoint
 from facelm.dataset import (
+    AUGMENTATION_SEEDS,
     LandmarkCrops,
+    SeededBatches,
     Source,
     data_fingerprint,
     default_teacher_sources,
     load_source,
-    seed_worker,
     set_loader_threads,
 )
 from facelm.distributed import RankShare, close_distributed, data_parallel, init_distributed, per_rank_batch, world_from_env
@@ -40,11 +41,13 @@ from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, wri
 from facelm.training import (
     add_eval_args,
     add_training_args,
+    check_held_out,
     epoch_steps,
     eval_sets,
     group_share_sampler,
     init_from,
     make_optimization,
+    note_seeding_change,
     restore,
     run_precision,
     save_run_checkpoint,
@@ -59,8 +62,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm train-teacher", add_help=add_help)
     p.add_argument("--data", type=Path, default=os.environ.get("DATA"), help="data root (default: $DATA)")
     p.add_argument("--source", action="append", default=None,
-                   help="NAME:SCHEME:PATH[,PATH...], repeatable; one head per source (default: 300w = the HELEN and LFPW "
-                        "training faces, and ytf68, under --data)")
+                   help="NAME:SCHEME:PATH[,PATH...][:SPLIT], repeatable; one head per source; SPLIT train holds the "
+                        "validation faces out (default: 300w = the HELEN and LFPW training split, and ytf68, under --data)")
     p.add_argument("--train-on", default="train", choices=["train", "train+val"],
                    help="the default 300w source's faces: train holds the validation faces out; train+val retrains a "
                         "recipe chosen on validation on all of them, and its in-loop eval is then on seen faces "
@@ -168,6 +171,7 @@ def main(args: argparse.Namespace) -> dict:
     eval_scheme = next(s.scheme for s in sources if s.name == args.eval_head)
     args.device = init_distributed(args.device, ranks)
     eval_set, test_set = eval_sets(args, eval_scheme) if ranks.main else (None, None)
+    check_held_out(loaded, eval_set, test_set, retrain_on_validation=args.train_on == "train+val" and not args.source)
     if ranks.main:
         run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
     else:  # rank 0 alone writes the run folder
@@ -190,8 +194,10 @@ def main(args: argparse.Namespace) -> dict:
     # every rank must train in the same precision, so only a single process times the candidates
     timer = step_timer(model, args.batch_size, args.input_size, args.device) if ranks.world == 1 else None
     precision, why = run_precision(args, timer)
+    note_seeding_change(args.resume, log)
     write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
-                                         "photometric_rule": PHOTOMETRIC_RULE, **provenance()})
+                                         "photometric_rule": PHOTOMETRIC_RULE, "augmentation_seeds": AUGMENTATION_SEEDS,
+                                         **provenance()})
     write_json(run_dir / "data_fingerprint.json", fingerprint)
 
     geometry = GeometryConfig(args.scale_min, args.scale_max, args.jitter, args.rotation)
@@ -199,13 +205,8 @@ def main(args: argparse.Namespace) -> dict:
     sizes = {item.source.name: len(item.samples) for item in loaded}
     sampler = epoch_sampling(list(sizes.values()), source_shares(sizes, shares) if args.source_share else None,
                              args.batch_size, args.steps_per_epoch, args.seed)
-    loader = DataLoader(
-        dataset, batch_sampler=RankShare(BatchSampler(sampler, args.batch_size, drop_last=True), ranks),
-        num_workers=args.workers, worker_init_fn=seed_worker if args.workers else None,
-        persistent_workers=args.workers > 0,
-    )
-    if args.workers == 0:
-        dataset.reseed(args.seed + ranks.rank)
+    batches = SeededBatches(RankShare(BatchSampler(sampler, args.batch_size, drop_last=True), ranks), args.seed + ranks.rank)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=args.workers, persistent_workers=args.workers > 0)
     steps_per_epoch = min(len(loader), args.max_steps or len(loader))
     optimizer, scheduler, ema = make_optimization(model, args, steps_per_epoch)
     start_epoch, history = restore(resume, model, optimizer, scheduler, ema, log) if resume else (0, [])

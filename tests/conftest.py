@@ -65,6 +65,12 @@ def tiny_300w(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_heldout(tmp_path_factory) -> Path:
+    """Other synthetic faces for in-loop eval and test: a run never evaluates on the faces it trains on."""
+    return write_300w_folder(tmp_path_factory.mktemp("tiny_heldout"), 6, seed=7)
+
+
+@pytest.fixture(scope="session")
 def calib_300w(tmp_path_factory) -> Path:
     """Enough synthetic faces (200) to satisfy the int8 calibration minimum."""
     return write_300w_folder(tmp_path_factory.mktemp("calib_300w"), 200, seed=1)

@@ -146,6 +146,33 @@ def test_bench_mirror_rows_time_and_score_the_mirror_averaged_model(exported, ti
     assert any("test-time mirroring" in note for note in result["notes"])
 
 
+def test_bench_and_gate_score_several_folders_together_and_each_part(exported, tiny_300w, tmp_path, monkeypatch):
+    """300-W common is two folders: the bench reports NME on both and on each part as the eval does, and the gate's
+    default faces are both folders under DATA."""
+    from facelm.engine import EvalSet
+    from facelm.runtimes import load_exported
+
+    data = tmp_path / "data"
+    for rel, n in (("300w/testset", 5), ("lfpw/testset", 4)):
+        (data / rel).mkdir(parents=True)
+        for sample in load_annotations(tiny_300w, get_scheme(68))[:n]:
+            for suffix in (".pts", sample.image.suffix):
+                shutil.copy(sample.image.with_suffix(suffix), data / rel)
+    folders = [data / "300w" / "testset", data / "lfpw" / "testset"]
+    assert bench(["--models", str(exported), "--data", *map(str, folders), "--threads", "1", "--runs", "3",
+                  "--warmup", "1", "--no-peer", "--no-detectors", "--json", str(tmp_path / "bench.json")]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    accuracy = next(r["accuracy"] for r in result["rows"] if r["format"] == "onnx_fp32")
+    run, _ = load_exported(exported / MODEL)
+    expected = EvalSet(folders, get_scheme(68)).evaluate(run, 64)[0]
+    assert accuracy["n"] == 9 and accuracy["nme"] == pytest.approx(expected["nme"], abs=1e-4)
+    assert {k: p["n"] for k, p in accuracy["parts"].items()} == {"300w/testset": 5, "lfpw/testset": 4}
+    assert accuracy["parts"]["lfpw/testset"]["nme"] == pytest.approx(expected["parts"]["lfpw/testset"]["nme"], abs=1e-4)
+    assert result["settings"]["data"] == [str(f) for f in folders]
+    monkeypatch.setenv("DATA", str(data))
+    assert gate.get_args_parser().parse_args([]).data == folders
+
+
 def test_empty_folder_is_an_error(tmp_path, capsys):
     one_line_error(capsys, ["--models", str(tmp_path)], "no exported models")
 

@@ -123,7 +123,7 @@ def test_bench_maps_a_missed_face_through_the_fitted_hog_calibration(tmp_path, m
         boxes.append([rect.left(), rect.top(), rect.right(), rect.bottom()])
         return type("Shape", (), {"parts": lambda self: [type("P", (), {"x": 0, "y": 0})()] * 68})()
 
-    faces = measure.Faces([np.full((300, 300, 3), 90, np.uint8)], points[None], "68", tmp_path)
+    faces = measure.Faces([np.full((300, 300, 3), 90, np.uint8)], points[None], "68", [tmp_path], np.zeros(1, int))
     measure.dlib_accuracy(predictor, faces)  # a blank image: dlib's detector finds nothing, the fallback is used
     np.testing.assert_allclose(boxes[0], np.round(fitted.detector_box(points)), atol=1)
 

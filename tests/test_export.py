@@ -103,6 +103,8 @@ def test_ncnn_int8_is_reported_not_available_never_faked(student_ckpt, tiny_300w
     from facelm.reports.tables import export_markdown
 
     assert "ncnn_int8" in [f.name for f in selected_formats(None)]
+    # a named format brings the one it is converted from, in export order
+    assert [f.name for f in selected_formats(["tflite_int8", "onnx_fp32"])] == ["onnx_fp32", "tflite_fp32", "tflite_int8"]
     ctx = ExportContext(torch.nn.Identity(), {}, tmp_path, "x", np.zeros((1, 3, 8, 8), np.float32))
     row = run_export(ctx, get_format("ncnn_int8"))
     assert row["status"] == "not available" and "ncnn2int8" in row["error"] and not list(tmp_path.iterdir())

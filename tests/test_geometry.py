@@ -6,6 +6,7 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 import pytest
+import torch
 
 from facelm.annotations import Sample, load_annotations
 from facelm.augment import GeometryConfig, LightCast, apply_geometry, photometric_pipeline, random_crop_matrix
@@ -226,3 +227,35 @@ def test_flip_permutation_mirrors_the_mean_real_face(data_root):
     mirrored += plain.mean(0) - mirrored.mean(0)  # the average head is slightly turned; compare shapes only
     distances = np.linalg.norm(plain[:, None] - mirrored[None], axis=-1)
     assert (distances.argmin(axis=1) == np.arange(68)).all()
+
+
+def test_seeded_batches_make_an_epoch_independent_of_workers_and_of_the_epochs_before_it(monkeypatch):
+    """Each batch carries its augmentation seed, drawn from (seed, epoch): the crops are the same with 0 or 2 loader
+    workers, and a loader that replays only the index draws of epoch 1 (a resumed run) gives epoch 2's exact crops
+    without augmenting a single image."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    from facelm.dataset import SeededBatches
+    from facelm.engine import skip_trained_draws
+
+    crops = synthetic_crops(face_layout(np.random.default_rng(0), noise=1.0), train=True, flip_prob=0.5)
+    crops.photometric = photometric_pipeline(1.0)
+
+    def loader(workers: int) -> DataLoader:
+        draws = RandomSampler(range(len(crops)), num_samples=24, generator=torch.Generator().manual_seed(5))
+        return DataLoader(crops, batch_sampler=SeededBatches(BatchSampler(draws, 8, drop_last=True), seed=5),
+                          num_workers=workers, persistent_workers=workers > 0)
+
+    def epoch(batches: DataLoader) -> list[np.ndarray]:
+        return [batch["image"].numpy() for batch in batches]
+
+    whole = loader(0)
+    first, second = epoch(whole), epoch(whole)
+    assert not np.allclose(first[0], second[0])
+    with_workers = loader(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first + second, epoch(with_workers) + epoch(with_workers)))
+    resumed = loader(0)
+    with monkeypatch.context() as patched:
+        patched.setattr(LandmarkCrops, "__getitems__", lambda self, batch: pytest.fail("the replay augmented images"))
+        skip_trained_draws(resumed, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(second, epoch(resumed)))

@@ -84,15 +84,38 @@ def test_a_run_reports_validation_in_the_loop_and_the_test_parts_once_and_its_ca
     for rel in COMMON_TEST:
         (tmp_path / rel).mkdir(parents=True)
         parts.append(str(write_300w_folder(tmp_path / rel, 5)))
-    (tmp_path / "train").mkdir()
-    train = write_300w_folder(tmp_path / "train", 12, seed=3)
-    assert facelm(["train-teacher", "--source", f"300w:68:{train}", "--eval-data", str(train), "--test-data", *parts,
+    for name in ("train", "val"):
+        (tmp_path / name).mkdir()
+    train, val = write_300w_folder(tmp_path / "train", 12, seed=3), write_300w_folder(tmp_path / "val", 4, seed=4)
+    assert facelm(["train-teacher", "--source", f"300w:68:{train}", "--eval-data", str(val), "--test-data", *parts,
                    "--input-size", "64", "--batch-size", "4", "--max-steps", "1", "--epochs", "1", "--workers", "0",
                    "--precision", "fp32", "--out", str(tmp_path / "runs")]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["n"] == 12 and metrics["test"]["n"] == 10
+    assert metrics["n"] == 4 and metrics["test"]["n"] == 10
     assert set(metrics["test"]["parts"]) == {"300w/testset", "lfpw/testset"}
     assert facelm(["release", "--run", str(run), "--out", str(tmp_path / "w"), "--docs", str(tmp_path / "d")]) == 0
     card = next((tmp_path / "w").glob("*.md")).read_text()
     assert "evaluated once" in card and "`300w/testset` (5)" in card and "`lfpw/testset` (5)" in card
+
+
+def test_a_run_never_trains_on_its_validation_or_test_faces(tmp_path):
+    """A source given by hand may hold the validation faces (or the test faces): the run refuses in one line and says
+    how to keep the training split; a :train suffix does, and a release retrained on train + validation may train on
+    its in-loop eval faces but never on the test faces."""
+    from facelm.training import check_held_out
+
+    folder = tmp_path / "trainset"
+    folder.mkdir()
+    write_300w_folder(folder, 40, seed=5)
+    validation = EvalSet([folder], get_scheme("68"), split="val")
+    assert 0 < len(validation.samples) < 40
+    everything = load_source(Source.parse(f"300w:68:{folder}"))
+    held_out = load_source(Source.parse(f"300w:68:{folder}:train"))
+    assert held_out.source.split == "train" and len(held_out.samples) == 40 - len(validation.samples)
+    with pytest.raises(UserError, match=r"source 300w: \d+ of its faces are validation .*:train suffix"):
+        check_held_out([everything], validation, None)
+    check_held_out([held_out], validation, None)
+    check_held_out([everything], validation, None, retrain_on_validation=True)
+    with pytest.raises(UserError, match="faces are test faces"):
+        check_held_out([held_out], None, EvalSet([folder], get_scheme("68")), retrain_on_validation=True)

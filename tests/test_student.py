@@ -215,14 +215,14 @@ def test_two_distillation_steps_reduce_the_loss(tiny_300w, tiny_teacher, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def student_runs(tiny_300w, tiny_teacher, tiny_unlabelled, tmp_path_factory):
+def student_runs(tiny_300w, tiny_heldout, tiny_teacher, tiny_unlabelled, tmp_path_factory):
     """Both arms of the A/B on one schedule, in one runs folder: {mode: run folder}."""
     root = tmp_path_factory.mktemp("students")
     runs = {}
     for mode in ("labels", "distill"):
         assert facelm([
             "train-student", "--teacher", str(tiny_teacher), "--labelled", f"300w:68:{tiny_300w}",
-            "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_300w), "--test-data", str(tiny_300w),
+            "--unlabelled", str(tiny_unlabelled), "--eval-data", str(tiny_heldout), "--test-data", str(tiny_heldout),
             "--arch", "mobilenetv2_025",
             "--input-size", "48", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "2", "--workers", "0",
             "--mode", mode, "--cache", str(root / "cache"), "--out", str(root / "runs"), "--name", mode,
@@ -267,6 +267,41 @@ def test_student_report_and_release(student_runs, tiny_300w, tmp_path):
     assert "## Teacher" in card and "mirror-averaged targets: True" in card
     _, payload = load_model(tmp_path / "weights" / "student_mobilenetv2_025.pt")
     assert payload["teacher_fingerprint"]["head"] == "300w"
+
+
+def test_pareto_times_each_family_as_int8_tflite_beside_dlib_and_the_teacher(student_runs, calib_300w, tiny_heldout,
+                                                                               tmp_path, capsys):
+    """Every trained family becomes a point: its test NME from the run, its int8 TFLite exported and verified by
+    `facelm export`, timed at one thread with its reference-workload ratio; dlib and the teacher come from the
+    committed reports; the figure and JSON are written and no student that loses to dlib is picked."""
+    pytest.importorskip("ai_edge_litert", reason="export toolchain not installed: pip install 'facelm[export]'")
+    runs_root = student_runs["distill"].parent
+    assert facelm(["student-report", "--runs", str(runs_root), "--out", str(tmp_path / "results")]) == 0
+    data = tmp_path / "data"
+    (data / "300w").mkdir(parents=True)
+    (data / "300w" / "trainset").symlink_to(calib_300w)
+    (data / "300w" / "testset").symlink_to(tiny_heldout)
+    argv = ["pareto", "--data", str(data), "--families", str(tmp_path / "results" / "student_families.json"),
+            "--exports", str(tmp_path / "exports"), "--runs", "5", "--figure", str(tmp_path / "pareto.png"),
+            "--json", str(tmp_path / "pareto.json")]
+    assert facelm(argv) == 0
+    result = json.loads((tmp_path / "pareto.json").read_text())
+    student, dlib, teacher = result["points"]
+    assert (student["kind"], dlib["kind"], teacher["kind"]) == ("student", "dlib", "teacher")
+    assert student["run"] == str(student_runs["distill"]) and student["file"].endswith(".int8.tflite")
+    assert student["nme"] == json.loads((student_runs["distill"] / "metrics.json").read_text())["test"]["nme"]
+    assert student["p50_ms"] > 0 and student["reference_ratio"] > 0 and 0 < student["size_mb"] < 1
+    assert dlib["nme"] < student["nme"] and result["pick"] is None
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    exported = sorted((tmp_path / "exports").rglob("*.int8.tflite"))
+    assert facelm(argv) == 0 and sorted((tmp_path / "exports").rglob("*.int8.tflite")) == exported  # kept, not redone
+    assert "no student beats dlib on common" in capsys.readouterr().out
+    families = json.loads((tmp_path / "results" / "student_families.json").read_text())
+    for row in families["rows"]:
+        row["run"] = None
+    (tmp_path / "empty.json").write_text(json.dumps(families))
+    assert facelm([*argv[:3], "--families", str(tmp_path / "empty.json")]) == 2
+    assert "holds no trained family" in capsys.readouterr().err
 
 
 def test_report_keeps_the_rows_of_runs_whose_folders_are_gone(student_runs, tiny_300w, tmp_path, capsys):

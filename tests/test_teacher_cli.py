@@ -21,18 +21,18 @@ from facelm.schemes import get_scheme
 from facelm.teacher.loader_bench import images_per_second
 
 
-def _train(tiny_300w, out, *extra):
+def _train(tiny_300w, heldout, out, *extra):
     return facelm([
-        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w), "--test-data", str(tiny_300w),
+        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(heldout), "--test-data", str(heldout),
         "--input-size", "64", "--batch-size", "4", "--max-steps", "2", "--workers", "0", "--eval-every", "1",
         "--out", str(out), *extra,
     ])
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_300w, tmp_path_factory):
+def trained_run(tiny_300w, tiny_heldout, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    assert _train(tiny_300w, out, "--epochs", "2", "--name", "smoke") == 0
+    assert _train(tiny_300w, tiny_heldout, out, "--epochs", "2", "--name", "smoke") == 0
     (run,) = out.iterdir()
     return run
 
@@ -49,10 +49,10 @@ def test_run_folder_holds_config_fingerprint_metrics_and_artefacts(trained_run):
     assert {"n", "nme", "fr10", "auc10", "regions", "spearman_conf_error"} <= set(report)
 
 
-def _train_epochs(tiny_300w, out, *extra):
+def _train_epochs(tiny_300w, heldout, out, *extra):
     """Two whole epochs of 3 steps (12 faces, batch 4), evaluated at the end only."""
-    return facelm(["train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w),
-                   "--test-data", str(tiny_300w), "--input-size", "64", "--batch-size", "4", "--workers", "0",
+    return facelm(["train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(heldout),
+                   "--test-data", str(heldout), "--input-size", "64", "--batch-size", "4", "--workers", "0",
                    "--epochs", "2", "--eval-every", "2", "--out", str(out), *extra])
 
 
@@ -67,12 +67,13 @@ def _states_differ(a: dict, b: dict) -> list[str]:
     return [] if a == b else [""]
 
 
-def test_resume_continues_the_same_run(tiny_300w, tmp_path, monkeypatch):
+def test_resume_continues_the_same_run(tiny_300w, tiny_heldout, tmp_path, monkeypatch):
     """A run interrupted after its first epoch and resumed ends with the model, optimizer, schedule and EMA of the
     same run left uninterrupted, bit for bit, and numbers its epochs on; its model card says it was resumed."""
     import facelm.engine as engine
 
-    assert _train_epochs(tiny_300w, tmp_path / "whole", "--name", "whole") == 0
+    # pinned: auto precision times both on a loaded machine and could pick differently for the two runs
+    assert _train_epochs(tiny_300w, tiny_heldout, tmp_path / "whole", "--name", "whole", "--precision", "fp32") == 0
     train_one_epoch, epochs = engine.train_one_epoch, []
 
     def interrupted_in_epoch_two(*args, **kwargs):
@@ -82,10 +83,10 @@ def test_resume_continues_the_same_run(tiny_300w, tmp_path, monkeypatch):
         return train_one_epoch(*args, **kwargs)
 
     monkeypatch.setattr(engine, "train_one_epoch", interrupted_in_epoch_two)
-    assert _train_epochs(tiny_300w, tmp_path / "cut", "--name", "cut") == 130
+    assert _train_epochs(tiny_300w, tiny_heldout, tmp_path / "cut", "--name", "cut", "--precision", "fp32") == 130
     monkeypatch.undo()
     (whole,), (cut,) = (tmp_path / "whole").iterdir(), (tmp_path / "cut").iterdir()
-    assert _train_epochs(tiny_300w, tmp_path / "cut", "--resume", str(cut / "last.pt")) == 0
+    assert _train_epochs(tiny_300w, tiny_heldout, tmp_path / "cut", "--resume", str(cut / "last.pt")) == 0
     expected, resumed = (torch.load(run / "last.pt", weights_only=False) for run in (whole, cut))
     for key in ("model", "optimizer", "scheduler", "ema_module"):
         assert not _states_differ(expected[key], resumed[key]), (key, _states_differ(expected[key], resumed[key])[:5])
@@ -95,7 +96,7 @@ def test_resume_continues_the_same_run(tiny_300w, tmp_path, monkeypatch):
     assert "Resumed with `--resume`" in (tmp_path / "weights" / "teacher_resnet18.md").read_text()
 
 
-def test_eval_and_release(tiny_300w, trained_run, tmp_path):
+def test_eval_and_release(tiny_300w, tiny_heldout, trained_run, tmp_path):
     report_path = tmp_path / "report.json"
     assert facelm(["eval", "--model", str(trained_run / "last.pt"), "--data", str(tiny_300w), "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
@@ -109,12 +110,12 @@ def test_eval_and_release(tiny_300w, trained_run, tmp_path):
     assert facelm(["release", "--run", str(trained_run), "--out", str(tmp_path / "weights"),
                    "--docs", str(tmp_path / "docs")]) == 0
     assert (tmp_path / "docs" / "teacher_resnet18_ced.png").is_file()
-    assert json.loads((tmp_path / "weights" / "teacher_resnet18.json").read_text())["metrics"]["n"] == 12
+    assert json.loads((tmp_path / "weights" / "teacher_resnet18.json").read_text())["metrics"]["n"] == 6  # held out
     card = (tmp_path / "weights" / "teacher_resnet18.md").read_text()
     assert "sha256" in card and "NME" in card
     assert "--epochs " in card and "--device cpu" in card and "-core " in card  # the recipe and the machine it ran on
     assert "Resumed with" not in card  # no test resumes this run: test_resume_continues_the_same_run trains its own
-    assert f"Test: `{tiny_300w.parent.name}/{tiny_300w.name}`" in card and str(tiny_300w) not in card  # any root
+    assert f"Test: `{tiny_heldout.parent.name}/{tiny_heldout.name}`" in card and str(tiny_heldout) not in card  # any root
     released_report = tmp_path / "released.json"
     assert facelm(["eval", "--model", str(tmp_path / "weights" / "teacher_resnet18.pt"), "--data", str(tiny_300w),
                    "--report", str(released_report)]) == 0
@@ -151,12 +152,12 @@ def test_source_shares_name_some_sources_and_split_the_rest_by_size():
         parse_source_shares(["300w=0.5"], ["300w"])
 
 
-def test_source_share_sets_each_heads_share_of_the_batches(tiny_300w, tmp_path):
+def test_source_share_sets_each_heads_share_of_the_batches(tiny_300w, tiny_heldout, tmp_path):
     from facelm.training import group_share_sampler
 
     draws = torch.tensor(list(group_share_sampler([100, 900], [0.8, 0.2], 20000, seed=0)))
     assert abs((draws < 100).float().mean().item() - 0.8) < 0.02 and draws.max() < 1000
-    assert _train(tiny_300w, tmp_path, "--source", f"ytf68:68:{tiny_300w}", "--source-share", "300w=0.75",
+    assert _train(tiny_300w, tiny_heldout, tmp_path, "--source", f"ytf68:68:{tiny_300w}", "--source-share", "300w=0.75",
                   "--epochs", "1") == 0
 
 
@@ -179,7 +180,7 @@ def test_a_named_but_missing_data_root_is_an_error_never_a_skip(stage, tmp_path)
         assert proc.stderr.count("\n") == 1 and f"DATA={data}" in proc.stderr, proc.stderr
 
 
-def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tiny_300w, tmp_path):
+def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tiny_300w, tiny_heldout, tmp_path):
     from facelm.teacher.train import epoch_sampling
 
     for shares in (None, [0.5, 0.5]):
@@ -191,7 +192,7 @@ def test_steps_per_epoch_sets_the_epoch_length_with_or_without_source_shares(tin
     with pytest.raises(UserError, match="at least one step"):
         epoch_sampling([12], None, 4, 0, 0)
     assert facelm([
-        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_300w), "--input-size", "64",
+        "train-teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_heldout), "--input-size", "64",
         "--batch-size", "4", "--steps-per-epoch", "5", "--epochs", "1", "--workers", "0", "--out", str(tmp_path),
     ]) == 0
     (run,) = tmp_path.iterdir()
@@ -261,3 +262,18 @@ def test_ablation_rows_vary_several_options_together_and_name_sources(tmp_path):
     assert rows[0]["ranked_on"].startswith("nothing: the in-loop faces are the test faces")
     with pytest.raises(UserError, match="more than --vary source"):
         ablation_rows([shared, alone], ["source"])
+
+
+def test_a_run_begun_before_per_batch_seeds_says_its_resumed_augmentations_differ(tmp_path, caplog):
+    import logging
+
+    from facelm.training import note_seeding_change
+
+    log = logging.getLogger("facelm.test.seeds")
+    (tmp_path / "config.json").write_text(json.dumps({"args": {}, "augmentation_seeds": "per batch, from (seed, epoch)"}))
+    with caplog.at_level(logging.INFO, logger=log.name):
+        note_seeding_change(tmp_path / "last.pt", log)
+        assert caplog.messages == []
+        (tmp_path / "config.json").write_text(json.dumps({"args": {}}))
+        note_seeding_change(tmp_path / "last.pt", log)
+    assert len(caplog.messages) == 1 and "began before per-batch augmentation seeds" in caplog.messages[0]

@@ -39,10 +39,10 @@ from facelm.metrics import landmark_report
 from facelm.paths import RELEASED_STUDENT, RUNS, shown
 from facelm.runs import file_sha256, provenance, write_json
 from facelm.schemes import get_scheme
+from facelm.splits import COMMON_TEST
 from facelm.video.tracking import face_and_shifted_confidences, fitted_loss_confidence
 
 RUN_FOLDER = RUNS / "calibrate"
-COMMON = ("300w/testset", "lfpw/testset")  # the 554 faces of the 300-W common subset
 RECALL_SPLITS = {"300w/testset": "68", "lfpw/testset": "68", "wflw": "98"}
 FRAME = (640, 480)
 TIMED_FRAMES = 200
@@ -133,7 +133,7 @@ def landmarks_from_detections(landmarker: Landmarker, images: list[np.ndarray], 
 def pipeline_nme(landmarker: Landmarker, detector: Detector, calibration: BoxCalibration, data: Path) -> dict:
     """On the common faces the detector finds: NME of ground-truth crops and of detector crops (as they are,
     calibrated, calibrated and refined once as `facelm predict` does)."""
-    found = [detected_faces(data / split, detector) for split in COMMON]
+    found = [detected_faces(data / split, detector) for split in COMMON_TEST]
     images = [image for f in found for image in f[0]]
     gt, boxes = np.concatenate([f[1] for f in found]), np.concatenate([f[2] for f in found])
     crops = {"ground-truth landmark box": np.stack([landmarker.from_boxes(image, [points])[0][0]
@@ -223,7 +223,7 @@ def main(args: argparse.Namespace) -> dict:
             "track_loss": track_loss, **provenance()})
     print(f"-> {args.out}")
     report = {"model": shown(args.model), "model_sha256": file_sha256(args.model), "runtime": landmarker.runtime,
-              "fit_split": args.fit_split, "recall_splits": RECALL_SPLITS, "common": list(COMMON),
+              "fit_split": args.fit_split, "recall_splits": RECALL_SPLITS, "common": list(COMMON_TEST),
               "timing_frame": "insightface t1.jpg (six faces) resized to 640x480", "detectors": detectors,
               "seconds": time.time() - start, **provenance()}
     args.report.parent.mkdir(parents=True, exist_ok=True)

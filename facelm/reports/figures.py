@@ -1,5 +1,5 @@
 """`facelm figures`: the figures a user expects, drawn from the released weights, their exports, run folders and the
-300-W test faces, with the numbers behind each one in a JSON report. What cannot be drawn here is skipped with a note
+300-W common test faces, with the numbers behind each one in a JSON report. What cannot be drawn here is skipped with a note
 in the report, never faked."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from facelm.engine import EvalSet, model_batch_fn
 from facelm.errors import UserError
 from facelm.formats import exported_models
+from facelm.metrics import SUMMARY_KEYS
 from facelm.paths import RELEASED_CALIBRATION, RELEASED_EXPORTS, RELEASED_STUDENT, RELEASED_TEACHER, RUNS, shown
 from facelm.plots import (
     face_tile,
@@ -26,14 +27,13 @@ from facelm.plots import (
 )
 from facelm.runs import make_run_dir, read_history, write_json
 from facelm.schemes import get_scheme
+from facelm.splits import COMMON_TEST, common_test_paths
 
-TEST_SET = Path("300w") / "testset"
 SCHEME = "68"  # the 300-W test faces carry 68 points
 FIGURES = {"ced": "ced.png", "training": "training_curves.png", "losses": "losses.png", "regions": "region_nme.png",
            "faces": "faces_worst_best.png"}
 DLIB_MISSING = "dlib not installed: pip install 'facelm[peers]'"
 DLIB_LABEL = "dlib ERT 68"
-SUMMARY_KEYS = ("n", "nme", "fr10", "auc10")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                             "worst and best test faces, with their numbers in a JSON report.")
     data = os.environ.get("DATA")
     p.add_argument("--data", type=Path, default=Path(data) if data else None,
-                   help="data root holding 300w/testset (default: $DATA)")
+                   help="data root holding 300w/testset and lfpw/testset, 300-W common (default: $DATA)")
     p.add_argument("--teacher", type=Path, default=RELEASED_TEACHER,
                    help=f"teacher checkpoint (default: {shown(RELEASED_TEACHER)})")
     p.add_argument("--student", type=Path, default=RELEASED_STUDENT,
@@ -62,15 +62,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def load_test_faces(data: Path | None, limit: int | None) -> EvalSet:
-    """The 300-W test faces (the first `limit` of them), decoded once."""
+    """The 300-W common test faces (the first `limit` of them), decoded once."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit}: pass a positive number of faces")
-    if data is None or not (data / TEST_SET).is_dir():
-        raise UserError(f"no test faces at {data / TEST_SET if data else 'DATA/' + str(TEST_SET)}: facelm figures needs "
-                        f"--data (or DATA) pointing at the data root that holds {TEST_SET} (300-W .pts with images)")
-    faces = EvalSet(data / TEST_SET, get_scheme(SCHEME))
-    faces.samples, faces.images, faces.gt = faces.samples[:limit], faces.images[:limit], faces.gt[:limit]
-    return faces
+    folders = common_test_paths(data) if data else []
+    if not folders:
+        raise UserError(f"no test faces under {data or 'DATA'}: facelm figures needs --data (or DATA) pointing at the "
+                        f"data root that holds {' and '.join(COMMON_TEST)} (300-W .pts with images)")
+    faces = EvalSet(folders, get_scheme(SCHEME))
+    return faces if limit is None else faces.take(list(range(min(limit, len(faces.samples)))))
 
 
 def evaluate_model(path: Path, faces: EvalSet) -> tuple[dict, np.ndarray]:
@@ -114,6 +114,8 @@ def dlib_report(faces: EvalSet, skipped: list[str]) -> dict | None:
         skipped.append(f"{DLIB_MISSING} ({exc})")
         return None
     report = landmark_report(pred, faces.gt, faces.scheme)
+    if len(faces.paths) > 1:
+        report["parts"] = faces.parts_report(pred, None)
     return {**report, "file": dlib_model_file().name, "runtime": "dlib", "box": box}
 
 
@@ -157,7 +159,7 @@ def faces_figure(faces: EvalSet, report: dict, pred: np.ndarray, label: str, cou
 
 
 def summary(report: dict) -> dict:
-    return {k: report[k] for k in ("file", "runtime", "head", "format", "box", *SUMMARY_KEYS) if k in report}
+    return {k: report[k] for k in ("file", "runtime", "head", "format", "box", *SUMMARY_KEYS, "parts") if k in report}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -175,7 +177,7 @@ def main(args: argparse.Namespace) -> dict:
     figures = {name: args.out / file for name, file in FIGURES.items()}
 
     plot_ced({f"{label} ({r['runtime']})": np.asarray(r["per_image_nme"]) / 100 for label, r in reports.items()},
-             figures["ced"], title=f"CED on {TEST_SET} ({len(faces.samples)} faces)", figsize=(8, 6))
+             figures["ced"], title=f"CED on {faces.label} ({len(faces.samples)} faces)", figsize=(8, 6))
     histories, history_source = training_histories(args.runs, [args.teacher, args.student], skipped)
     if histories:
         plot_training_runs(histories, figures["training"])
@@ -185,11 +187,11 @@ def main(args: argparse.Namespace) -> dict:
         figures.pop("training").unlink(missing_ok=True)  # a figure left from an earlier run would contradict the report
     plot_losses(figures["losses"])
     regions = {args.teacher.stem: teacher["regions"], args.student.stem: student["regions"]}
-    plot_region_nme(regions, figures["regions"], title=f"NME per face region on {TEST_SET} ({len(faces.samples)} faces)")
+    plot_region_nme(regions, figures["regions"], title=f"NME per face region on {faces.label} ({len(faces.samples)} faces)")
     picked = faces_figure(faces, student, student_pred, args.student.stem, args.faces, figures["faces"])
 
     result = {
-        "data": f"DATA/{TEST_SET}",
+        "data": faces.label,
         "n": len(faces.samples),
         "figures": {name: str(path) for name, path in figures.items()},
         "models": {label: summary(r) for label, r in reports.items()},

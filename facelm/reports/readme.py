@@ -147,10 +147,12 @@ def _detector(report: dict) -> str:
 
 def _figures(report: dict) -> str:
     regions = next(iter(report["regions"].values())).keys()
+    parts = list(next(iter(report["models"].values())).get("parts", {}))
     lines = [f"On `{report['data']}` ({report['n']} faces); every model through its own runtime.", "",
-             "| model | runtime | NME % | FR@10 % | AUC@10 |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {m['runtime']} | {m['nme']:.3f} | {m['fr10']:.2f} | {m['auc10']:.4f} |"
-              for name, m in report["models"].items()]
+             "| model | runtime | NME % | " + "".join(f"`{p}` | " for p in parts) + "FR@10 % | AUC@10 |",
+             "|---|---|---|" + "---|" * len(parts) + "---|---|"]
+    lines += [f"| {name} | {m['runtime']} | {m['nme']:.3f} | " + "".join(f"{m['parts'][p]['nme']:.3f} | " for p in parts)
+              + f"{m['fr10']:.2f} | {m['auc10']:.4f} |" for name, m in report["models"].items()]
     lines += ["", "Per-region NME % (`docs/figures/region_nme.png`):", "",
               "| model | " + " | ".join(regions) + " |", "|---|" + "---|" * len(regions)]
     lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in values.values()) + " |"
@@ -182,6 +184,19 @@ def _nme_columns(report: dict, parts: list[str]) -> str:
     return " | ".join([f"{report['nme']:.3f}", *(f"{report['parts'][p]['nme']:.3f}" for p in parts)])
 
 
+def _bench_folders(bench: dict) -> list[str]:
+    """The folders a bench report scored accuracy on (older reports hold one folder as a string)."""
+    data = bench["settings"]["data"]
+    return [data] if isinstance(data, str) else data
+
+
+def _bench_nme_columns(accuracy: dict, parts: list[str], folders: list[str]) -> str:
+    """An export's NME on common and each part; a bench on one part fills only that part's column."""
+    if "parts" in accuracy:
+        return _nme_columns(accuracy, parts)
+    return " | ".join(["", *(f"{accuracy['nme']:.3f}" if part == data_label(folders[0]) else "" for part in parts)])
+
+
 def _released_row(card: dict, peer: dict, stats: dict, parts: list[str]) -> str:
     spec = card["spec"]
     stat = next(r for r in stats["rows"] if r["model"] == spec["arch"] and r["head_type"] == spec.get("head", "fc")
@@ -197,15 +212,17 @@ def _summary(teacher: dict, student: dict, peer: dict, stats: dict, bench: dict)
     parts = list(peer["models"][f"weights/{student['weights']}"]["parts"])
     bench_rows = [r for r in bench["rows"] if r["threads"] == 1 and not r.get("mirror") and "accuracy" in r]
     dlib_ms = next(r["p50_ms"] for r in bench_rows if r["runtime"] == "dlib")
+    folders = _bench_folders(bench)
+    bench_data = " + ".join(data_label(p) for p in folders)
     rows = [_released_row(card, peer, stats, parts) for card in (teacher, student)]
-    rows += [f"| {r['model']} {r['format']} | {r['runtime']} | | {r['accuracy']['nme']:.3f} | | {r['size_mb']:.2f} | "
-             f"{r['p50_ms']:.2f} |" for r in bench_rows if r["runtime"] != "dlib"]
+    rows += [f"| {r['model']} {r['format']} | {r['runtime']} | {_bench_nme_columns(r['accuracy'], parts, folders)} | "
+             f"{r['size_mb']:.2f} | {r['p50_ms']:.2f} |" for r in bench_rows if r["runtime"] != "dlib"]
     rows += [f"| dlib ERT 68, {protocol} | dlib {peer['dlib']['version']} | {_nme_columns(report, parts)} | "
              f"{peer['dlib']['size_mb']:.2f} | {dlib_ms:.2f} |" for protocol, report in peer["dlib"]["protocols"].items()]
     return "\n".join([
         f"NME % (inter-ocular) on the 300-W common subset (`{peer['data']}`, {peer['n']} faces) and on each part, eval "
         "crop from the ground-truth landmarks (dlib: its own HOG box, or the ground-truth box in its convention; "
-        "`docs/results/peer.json`). The exports were verified and timed on `300w/testset` (`docs/results/bench.json`). "
+        f"`docs/results/peer.json`). The exports were verified and timed on `{bench_data}` (`docs/results/bench.json`). "
         f"Latency: p50 of one face, batch 1, one thread, on {bench['machine']['cpu']} (PyTorch rows: eager, "
         "`docs/results/model_stats.json`; dlib: given the box).", "",
         "| model | runtime | common | " + " | ".join(f"`{p}`" for p in parts) + " | size MB | p50 ms |",
