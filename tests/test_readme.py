@@ -78,3 +78,15 @@ def test_readme_python_example_runs_on_a_photo(tmp_path, monkeypatch):
     (x0, y0, x1, y1), points = box, namespace["points"][0]
     assert x0 - 10 < points[:, 0].mean() < x1 + 10 and y0 - 10 < points[:, 1].mean() < y1 + 10
     assert namespace["confidence"].mean() > 0.3  # a face, not background
+
+
+def test_an_exports_reference_ratio_is_shown_only_for_the_file_and_cpu_the_gate_baseline_measured():
+    from facelm.reports.readme import _reference_ratio
+
+    baseline = {"formats": {"tflite_int8": {"file": "m.int8.tflite"}},
+                "latency_ratio_by_cpu": {"AMD EPYC": {"tflite_int8": 0.7821}}}
+    row = {"format": "tflite_int8", "file": "m.int8.tflite"}
+    assert _reference_ratio(row, baseline, "AMD EPYC") == "0.78"
+    assert _reference_ratio(row, baseline, "Intel Xeon") == ""
+    assert _reference_ratio({**row, "file": "other.int8.tflite"}, baseline, "AMD EPYC") == ""
+    assert _reference_ratio({"format": "onnx_fp32", "file": "m.onnx"}, baseline, "AMD EPYC") == ""

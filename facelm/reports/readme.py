@@ -206,33 +206,44 @@ def _released_row(card: dict, peer: dict, stats: dict, parts: list[str]) -> str:
             f"{_nme_columns(report, parts)} | {stat['fp32_mb']:.2f} (fp32) | {stat['eager_p50_ms']:.2f} (eager) |")
 
 
-def _summary(teacher: dict, student: dict, peer: dict, stats: dict, bench: dict) -> str:
-    """The README's one results table: released models on 300-W common and each part, their exports on the part
-    they were benched on, and dlib's ERT; size and 1-thread latency."""
+def _reference_ratio(row: dict, baseline: dict, cpu: str) -> str:
+    """The gate's latency ratio of an export to its reference workload on the bench's CPU model, when the gate
+    baseline holds that file: it tells a slower machine from a slower model."""
+    fmt = baseline["formats"].get(row["format"], {})
+    ratio = baseline["latency_ratio_by_cpu"].get(cpu, {}).get(row["format"]) if fmt.get("file") == row["file"] else None
+    return f"{ratio:.2f}" if ratio is not None else ""
+
+
+def _summary(teacher: dict, student: dict, peer: dict, stats: dict, bench: dict, baseline: dict) -> str:
+    """The README's one results table: released models on 300-W common and each part, their exports on the faces
+    they were benched on, and dlib's ERT; size, 1-thread latency and the exports' gate reference ratio."""
     parts = list(peer["models"][f"weights/{student['weights']}"]["parts"])
     bench_rows = [r for r in bench["rows"] if r["threads"] == 1 and not r.get("mirror") and "accuracy" in r]
     dlib_ms = next(r["p50_ms"] for r in bench_rows if r["runtime"] == "dlib")
     folders = _bench_folders(bench)
     bench_data = " + ".join(data_label(p) for p in folders)
     rows = [_released_row(card, peer, stats, parts) for card in (teacher, student)]
+    rows = [row + " |" for row in rows]
     rows += [f"| {r['model']} {r['format']} | {r['runtime']} | {_bench_nme_columns(r['accuracy'], parts, folders)} | "
-             f"{r['size_mb']:.2f} | {r['p50_ms']:.2f} |" for r in bench_rows if r["runtime"] != "dlib"]
+             f"{r['size_mb']:.2f} | {r['p50_ms']:.2f} | {_reference_ratio(r, baseline, bench['machine']['cpu'])} |"
+             for r in bench_rows if r["runtime"] != "dlib"]
     rows += [f"| dlib ERT 68, {protocol} | dlib {peer['dlib']['version']} | {_nme_columns(report, parts)} | "
-             f"{peer['dlib']['size_mb']:.2f} | {dlib_ms:.2f} |" for protocol, report in peer["dlib"]["protocols"].items()]
+             f"{peer['dlib']['size_mb']:.2f} | {dlib_ms:.2f} | |" for protocol, report in peer["dlib"]["protocols"].items()]
     return "\n".join([
         f"NME % (inter-ocular) on the 300-W common subset (`{peer['data']}`, {peer['n']} faces) and on each part, eval "
         "crop from the ground-truth landmarks (dlib: its own HOG box, or the ground-truth box in its convention; "
         f"`docs/results/peer.json`). The exports were verified and timed on `{bench_data}` (`docs/results/bench.json`). "
         f"Latency: p50 of one face, batch 1, one thread, on {bench['machine']['cpu']} (PyTorch rows: eager, "
-        "`docs/results/model_stats.json`; dlib: given the box).", "",
-        "| model | runtime | common | " + " | ".join(f"`{p}`" for p in parts) + " | size MB | p50 ms |",
-        "|---|---|---|" + "---|" * len(parts) + "---|---|", *rows])
+        "`docs/results/model_stats.json`; dlib: given the box). x ref: the export's latency over the gate's reference "
+        "workload on the same CPU model (`bench/baseline.json`), which tells a slower machine from a slower model.", "",
+        "| model | runtime | common | " + " | ".join(f"`{p}`" for p in parts) + " | size MB | p50 ms | x ref |",
+        "|---|---|---|" + "---|" * len(parts) + "---|---|---|", *rows])
 
 
 RENDERERS = {
     "summary": ((RELEASED_TEACHER.with_suffix(".json"), RELEASED_STUDENT.with_suffix(".json"),
                  Path("docs/results/peer.json"), Path("docs/results/model_stats.json"),
-                 Path("docs/results/bench.json")), _summary),
+                 Path("docs/results/bench.json"), Path("bench/baseline.json")), _summary),
     "teacher": ((RELEASED_TEACHER.with_suffix(".json"),), _teacher),
     "student": ((RELEASED_STUDENT.with_suffix(".json"),), _student),
     "ablation": ((Path("docs/results/ablation.json"),), _ablation),
