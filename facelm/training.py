@@ -58,7 +58,10 @@ def add_training_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "second stage of a two-stage recipe (default: random weights)")
     p.add_argument("--eval-every", type=int, default=2, help="evaluate every N epochs and at the end (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--resume", type=Path, default=None, help="resume from a run's last.pt, in that run's folder")
+    p.add_argument("--resume", type=Path, default=None,
+                   help="resume from a run's last.pt, in that run's folder; `auto`: the newest run named --name under "
+                        "--out goes on if it is unfinished and is left alone if it finished, else a new run starts, so "
+                        "one command can be repeated until a long run is done")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="optimizer steps per epoch, none for one pass over the stage's images (images // batch); long "
                         "runs use it to evaluate and save every N steps (default: %(default)s)")
@@ -119,6 +122,24 @@ def save_run_checkpoint(path: Path, model, spec: dict, optimizer, scheduler, ema
                            ema=ema.module.state_dict() if ema is not None else None,
                            ema_module=ema.state_dict() if ema is not None else None, epoch=epoch, history=history,
                            args=vars(args), **extra)
+
+
+def named_run(out: Path, name: str) -> Path | None:
+    """The newest run folder `<time>-<name>` under `out`."""
+    runs = [run for run in Path(out).glob(f"*-{name}") if run.is_dir() and run.name.split("-", 2)[-1] == name]
+    return max(runs, default=None)
+
+
+def auto_resume(args: argparse.Namespace) -> dict | None:
+    """`--resume auto`: point args.resume at the newest unfinished run of --name (or at none, to start one); the
+    finished run's metrics when there is nothing left to do."""
+    if args.resume is None or str(args.resume) != "auto":
+        return None
+    run = named_run(args.out, args.name)
+    if run is not None and (run / "metrics.json").is_file():
+        return {"run_dir": str(run), **json.loads((run / "metrics.json").read_text())}
+    args.resume = run / "last.pt" if run is not None and (run / "last.pt").is_file() else None
+    return None
 
 
 def note_seeding_change(resume: Path | None, log: logging.Logger) -> None:

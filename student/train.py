@@ -51,6 +51,7 @@ from facelm.student.pseudo import frame_prior, labelled_outputs, pseudo_sample_p
 from facelm.training import (
     add_eval_args,
     add_training_args,
+    auto_resume,
     check_held_out,
     epoch_steps,
     eval_sets,
@@ -320,6 +321,11 @@ def final_metrics(args: argparse.Namespace, report: dict, eval_set: EvalSet, tea
 
 
 def main(args: argparse.Namespace) -> dict:
+    args.name = args.name or f"{args.arch}-{args.mode}"
+    finished = auto_resume(args)
+    if finished is not None:
+        print(f"{finished['run_dir']}: finished already (--resume auto); nothing to do")
+        return finished
     if args.threads:
         torch.set_num_threads(args.threads)
     set_loader_threads(args.workers)
@@ -327,7 +333,7 @@ def main(args: argparse.Namespace) -> dict:
     teacher = load_teacher(args)
     scheme = teacher.scheme
     resume = read_checkpoint(args.resume) if args.resume else None
-    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.mode}")
+    run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name)
     log = run_logger(run_dir, "train")
     labelled, unlabelled, targets = sources_with_targets(args, teacher, log)
     eval_set, test_set = eval_sets(args, scheme)

@@ -41,6 +41,7 @@ from facelm.runs import jsonable_args, make_run_dir, provenance, run_logger, wri
 from facelm.training import (
     add_eval_args,
     add_training_args,
+    auto_resume,
     check_held_out,
     epoch_steps,
     eval_sets,
@@ -152,6 +153,11 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
 
 
 def main(args: argparse.Namespace) -> dict:
+    args.name = args.name or f"{args.arch}-{args.loss}"
+    finished = auto_resume(args)
+    if finished is not None:
+        print(f"{finished['run_dir']}: finished already (--resume auto); nothing to do")
+        return finished
     ranks = world_from_env()
     per_rank_batch(args.batch_size, ranks)
     if args.threads:
@@ -173,7 +179,7 @@ def main(args: argparse.Namespace) -> dict:
     eval_set, test_set = eval_sets(args, eval_scheme) if ranks.main else (None, None)
     check_held_out(loaded, eval_set, test_set, retrain_on_validation=args.train_on == "train+val" and not args.source)
     if ranks.main:
-        run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name or f"{args.arch}-{args.loss}")
+        run_dir = args.resume.parent if args.resume else make_run_dir(args.out, args.name)
     else:  # rank 0 alone writes the run folder
         run_dir = Path(tempfile.mkdtemp(prefix=f"facelm-rank{ranks.rank}-"))
     log = run_logger(run_dir, "train")

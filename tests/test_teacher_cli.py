@@ -277,3 +277,27 @@ def test_a_run_begun_before_per_batch_seeds_says_its_resumed_augmentations_diffe
         (tmp_path / "config.json").write_text(json.dumps({"args": {}}))
         note_seeding_change(tmp_path / "last.pt", log)
     assert len(caplog.messages) == 1 and "began before per-batch augmentation seeds" in caplog.messages[0]
+
+
+def test_resume_auto_goes_on_with_the_newest_unfinished_run_of_the_name_and_leaves_a_finished_one(tmp_path, capsys):
+    import argparse
+
+    from facelm.training import auto_resume
+
+    def args(name: str = "long") -> argparse.Namespace:
+        return argparse.Namespace(resume=Path("auto"), name=name, out=tmp_path)
+
+    fresh = args()
+    assert auto_resume(fresh) is None and fresh.resume is None  # nothing yet: a new run starts
+    for stamp in ("20261201-000000", "20261202-000000"):
+        (tmp_path / f"{stamp}-long").mkdir()
+        (tmp_path / f"{stamp}-long" / "last.pt").write_bytes(b"")
+    (tmp_path / "20261203-000000-very-long").mkdir()  # another name that ends the same way
+    unfinished = args()
+    assert auto_resume(unfinished) is None and unfinished.resume == tmp_path / "20261202-000000-long" / "last.pt"
+    (tmp_path / "20261202-000000-long" / "metrics.json").write_text(json.dumps({"nme": 3.5}))
+    assert auto_resume(args()) == {"run_dir": str(tmp_path / "20261202-000000-long"), "nme": 3.5}
+    assert facelm(["train-teacher", "--out", str(tmp_path), "--name", "long", "--resume", "auto"]) == 0
+    assert "finished already" in capsys.readouterr().out
+    explicit = argparse.Namespace(resume=tmp_path / "x" / "last.pt", name="long", out=tmp_path)
+    assert auto_resume(explicit) is None and explicit.resume == tmp_path / "x" / "last.pt"
