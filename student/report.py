@@ -66,7 +66,8 @@ def run_rows(root: Path) -> list[dict]:
                      "kd_confidence_norm": bool(args.get("kd_confidence_norm")) and args["mode"] == "distill",
                      "schedule": with_recorded_defaults({k: args.get(k) for k in SCHEDULE_ARGS}
                                                         | {"steps_per_epoch": m["steps_per_epoch"],
-                                                           "photometric_rule": config.get("photometric_rule", 1)}),
+                                                           "photometric_rule": config.get("photometric_rule", 1)}
+                                                        | data_recipe(args)),
                      **{k: m[k] for k in ("nme", "fr10", "auc10", "spearman_conf_error", "teacher_nme", "teacher_targets_nme",
                                           "train_img_per_s", "train_wall_seconds")},
                      "nme_on": "validation" if "test" in m else "test",
@@ -75,13 +76,22 @@ def run_rows(root: Path) -> list[dict]:
     return rows
 
 
+def data_recipe(args: dict) -> dict:
+    """What a run learned from besides the schedule: its labelled sources by name (None: the hand labels by default)
+    and the run it started from (--init). Runs that differ here are different recipes, never arms of one A/B: a
+    labels-mode run on pseudo-labelled photos is not the labels-alone arm."""
+    labelled = [text.split(":", 1)[0] for text in args["labelled"]] if args.get("labelled") else None
+    return {"labelled_sources": labelled, "init": Path(args["init"]).parent.name if args.get("init") else None}
+
+
 def with_recorded_defaults(schedule: dict) -> dict:
     """The schedule as reports key it (`head`: the head type), with what older runs did not record: their head type
-    (the FC head, before there was a choice) and their photometric rule (1: `--photometric` scaled brightness and
-    contrast only)."""
+    (the FC head, before there was a choice), their photometric rule (1: `--photometric` scaled brightness and
+    contrast only) and their data recipe (the default labelled faces, no --init)."""
     head = schedule.get("head_type") or schedule.get("head") or "fc"
     rest = {key: value for key, value in schedule.items() if key != "head_type"}
-    return rest | {"head": head, "photometric_rule": schedule.get("photometric_rule", 1)}
+    return rest | {"head": head, "photometric_rule": schedule.get("photometric_rule", 1),
+                   "labelled_sources": schedule.get("labelled_sources"), "init": schedule.get("init")}
 
 
 def labelled_share(args: dict) -> float:

@@ -498,3 +498,21 @@ def test_report_gives_the_share_and_split_of_photos_on_top_of_a_full_batch():
     assert labelled_share(on_top) == 0.667 and labelled_share(on_top | {"unlabelled_per_batch": 0}) == 0.75
     row = {"labelled_fraction": 0.667, "unlabelled_per_batch": 32, "schedule": {"batch_size": 64}}
     assert share_text(row) == "0.667 (64 faces + 32 photos)" and share_text(row | {"unlabelled_per_batch": 0}) == "0.667"
+
+
+def test_a_run_on_other_labelled_sources_or_from_init_is_another_recipe_never_an_arm_of_the_plain_ab():
+    """A labels-mode run on pseudo-labelled photos, or a run started from --init, must not stand in for the
+    labels-alone or distilled arm of the A/B on the same schedule."""
+    from facelm.student.report import data_recipe, latest, with_recorded_defaults
+
+    base = {"epochs": 20, "batch_size": 128}
+    plain = data_recipe({"labelled": None, "init": None})
+    pseudo = data_recipe({"labelled": ["300w:68:/d/300w/trainset:train", "dlib68:68:/p/lfw/landmarks.csv"], "init": None})
+    warm = data_recipe({"labelled": None, "init": "runs/student/20261207-000000-pretrain/last.pt"})
+    assert plain == {"labelled_sources": None, "init": None}
+    assert pseudo["labelled_sources"] == ["300w", "dlib68"] and warm["init"] == "20261207-000000-pretrain"
+    rows = [{"arch": "a", "mode": "labels", "run": name, "schedule": with_recorded_defaults(base | recipe)}
+            for name, recipe in (("plain", plain), ("pseudo", pseudo), ("warm", warm))]
+    recorded = with_recorded_defaults(base)  # a row from before the data recipe was recorded
+    assert latest(rows, "a", "labels", recorded)["run"] == "plain"
+    assert latest(rows, "a", "labels", with_recorded_defaults(base | pseudo))["run"] == "pseudo"
