@@ -213,6 +213,14 @@ def head_controls(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
     return [r for r in others if r["mode"] != "labels" or latest(rows, arch, "labels", r["schedule"]) is r]
 
 
+def recipe_arms(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
+    """Runs on the schedule but for the data recipe: pseudo-labelled photos as labels, a start from --init (a
+    pretrained student); the newest of each recipe and mode."""
+    plain = {"labelled_sources": schedule["labelled_sources"], "init": schedule["init"]}
+    others = [r for r in rows if r["arch"] == arch and r["schedule"] != schedule and r["schedule"] | plain == schedule]
+    return [r for r in others if latest(rows, arch, r["mode"], r["schedule"]) is r]
+
+
 def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     """The labels-alone arm against every distilled variant on the same schedule; the best variant is the B arm
     (it was picked on the test set when there is more than one: the report lists them all). Labels-alone runs with
@@ -226,6 +234,7 @@ def ab_report(rows: list[dict], arch: str, schedule: dict) -> dict:
     return {"arch": arch, "schedule": labels["schedule"], "labels": labels, "distill": distilled, "variants": variants,
             "crop_controls": crop_controls(rows, arch, labels["schedule"], variants),
             "head_controls": head_controls(rows, arch, labels["schedule"]),
+            "recipe_arms": recipe_arms(rows, arch, labels["schedule"]),
             "nme_gain": gain, "bar": f"distilled NME at least {AB_MIN_GAIN} points lower, FR@10 no worse", "passed": passed}
 
 

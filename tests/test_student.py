@@ -516,3 +516,21 @@ def test_a_run_on_other_labelled_sources_or_from_init_is_another_recipe_never_an
     recorded = with_recorded_defaults(base)  # a row from before the data recipe was recorded
     assert latest(rows, "a", "labels", recorded)["run"] == "plain"
     assert latest(rows, "a", "labels", with_recorded_defaults(base | pseudo))["run"] == "pseudo"
+
+
+def test_the_ab_lists_other_data_recipes_on_its_schedule_as_arms_of_their_own():
+    from facelm.reports.tables import arm_name
+    from facelm.student.report import data_recipe, recipe_arms, with_recorded_defaults
+
+    base = {"epochs": 20, "batch_size": 128, "head": "integral"}
+    schedule = with_recorded_defaults(base)
+    pseudo = with_recorded_defaults(base | data_recipe({"labelled": ["300w:68:/a:train", "dlib68:68:/b.csv"]}))
+    warm = with_recorded_defaults(base | data_recipe({"init": "runs/student/x-pretrain/last.pt"}))
+    longer = with_recorded_defaults(base | {"epochs": 40} | data_recipe({"init": "runs/student/x-pretrain/last.pt"}))
+    rows = [{"arch": "a", "mode": mode, "run": run, "schedule": s} for run, mode, s in
+            (("labels", "labels", schedule), ("pseudo", "labels", pseudo), ("warm", "distill", warm),
+             ("longer", "distill", longer))]
+    arms = recipe_arms(rows, "a", schedule)
+    assert [r["run"] for r in arms] == ["pseudo", "warm"]  # another schedule is not an arm
+    assert arm_name(arms[0], schedule) == "labels, labels: 300w + dlib68"
+    assert arm_name(arms[1], schedule) == "distill, labels: 300w, started from run `x-pretrain`"

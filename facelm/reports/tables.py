@@ -81,6 +81,9 @@ def share_text(row: dict) -> str:
 
 
 def arm_name(row: dict, schedule: dict) -> str:
+    recipe = recipe_text(row["schedule"])
+    if recipe != recipe_text(schedule):
+        return f"{row['mode']}, {recipe}"
     if row["schedule"]["head"] != schedule["head"]:
         return f"{row['mode']}, {row['schedule']['head']} head (control)"
     if row["mode"] == "labels":
@@ -89,6 +92,13 @@ def arm_name(row: dict, schedule: dict) -> str:
     normed = ", confidence-normalised" if row.get("kd_confidence_norm") else ""
     return (f"distill (teacher `{row['teacher']['sha256'][:8]}`, share {share_text(row)}, "
             f"KD on labelled {row.get('kd_labelled_weight') or 1.0}{normed})")
+
+
+def recipe_text(schedule: dict) -> str:
+    """A run's data recipe as an arm's name shows it: its labelled sources and the run it started from."""
+    sources = " + ".join(schedule.get("labelled_sources") or ["300w"])
+    start = f", started from run `{schedule['init']}`" if schedule.get("init") else ""
+    return f"labels: {sources}{start}"
 
 
 def chosen_on_sentence(ab: dict) -> str:
@@ -104,7 +114,8 @@ def ab_markdown(ab: dict) -> str:
     lines = [chosen_on_sentence(ab), "","| arm | teacher (its NME %) | labelled share of batch | KD weight on labelled faces | "
              "confidence weights / their mean | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | img/s | wall min |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"], *ab.get("head_controls", [])]
+    arms = [ab["labels"], *ab.get("crop_controls", []), *ab["variants"], *ab.get("head_controls", []),
+            *ab.get("recipe_arms", [])]
     for r in arms:
         arm = "distill (B arm)" if r["run"] == ab["distill"]["run"] else (
             "distill" if r in ab["variants"] else arm_name(r, ab["schedule"]))
