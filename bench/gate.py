@@ -400,7 +400,9 @@ def measure(args: argparse.Namespace, released_models: list[ExportedModel], fres
 def main(args: argparse.Namespace) -> bool:
     """True when every gate passes (or the baseline was refreshed)."""
     if not args.data:
-        raise UserError("no faces: set DATA or pass --data DATA/300w/testset DATA/lfpw/testset")
+        data = os.environ.get("DATA")
+        where = f"no 300w/testset or lfpw/testset under DATA={data}" if data else "DATA is not set"
+        raise UserError(f"no faces: {where}; set DATA to the data root or pass --data DATA/300w/testset DATA/lfpw/testset")
     if min(args.rounds, args.runs) < 1:
         raise UserError("--rounds and --runs must be at least 1")
     nme_tol = tolerances(args.tolerance)
