@@ -43,7 +43,6 @@ if __package__ in (None, ""):  # run by path: bench/ itself is sys.path[0]
     standalone.enable()
 
 from facelm.bench.measure import (  # noqa: E402
-    Faces,
     RuntimeMissing,
     cpu_name,
     load_faces,
@@ -53,6 +52,7 @@ from facelm.bench.measure import (  # noqa: E402
     time_calls,
 )
 from facelm.errors import UserError  # noqa: E402
+from facelm.faces import EvalSet  # noqa: E402
 from facelm.formats import ExportedModel, exported_models, get_format, tolerances  # noqa: E402  # noqa: E402
 from facelm.inference import BatchFn  # noqa: E402
 from facelm.paths import RELEASED_EXPORTS
@@ -235,7 +235,7 @@ def untimed_runtime(path: Path) -> BatchFn:
         raise
 
 
-def measured(models: list[ExportedModel], faces: Faces, folder: Path,
+def measured(models: list[ExportedModel], faces: EvalSet, folder: Path,
              notes: list[str]) -> tuple[dict[str, dict], dict[str, Call]]:
     """Per format: accuracy on `faces` (NME / FR@10 / AUC@10, rounded) and, unless its format is untimed, a batch-1
     call on one thread. Models whose runtime is not installed here are noted and left out."""
@@ -342,7 +342,7 @@ def checkpoints(models: list[ExportedModel]) -> list[str]:
     return sorted({m.meta["model"]["checkpoint_sha256"] for m in models})
 
 
-def baseline_document(run: Measured, models: list[ExportedModel], faces: Faces, previous: dict | None) -> dict:
+def baseline_document(run: Measured, models: list[ExportedModel], faces: EvalSet, previous: dict | None) -> dict:
     """What --refresh writes: stable keys, rounded numbers, nothing that changes between identical runs. Latency ratios
     of other CPUs are kept while they belong to the same checkpoint and reference; this CPU's are replaced."""
     by_cpu = {}
@@ -377,7 +377,7 @@ def fresh_models(args: argparse.Namespace, released: list[ExportedModel]) -> lis
     return models
 
 
-def measure(args: argparse.Namespace, released_models: list[ExportedModel], fresh_exports: list[ExportedModel], faces: Faces,
+def measure(args: argparse.Namespace, released_models: list[ExportedModel], fresh_exports: list[ExportedModel], faces: EvalSet,
             baseline: dict | None, notes: list[str]) -> Measured:
     cpu = cpu_name()
     released, released_calls = measured(released_models, faces, args.models, notes)

@@ -1,11 +1,10 @@
 """In-process measurements: find exported models, load them with their own runtime, time them at batch 1, score
-them on annotated faces; the same for dlib's 68-point ERT (the peer). numpy + the installed runtimes; no torch.
-opencv is imported only to read faces (`load_faces`)."""
+them on annotated faces (facelm.faces.EvalSet, as every evaluation); the same for dlib's 68-point ERT (the peer).
+numpy, opencv and the installed runtimes; no torch."""
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,11 @@ import numpy as np
 from facelm.contract import read_sidecar
 from facelm.detect import BLAZEFACE_MODELS, blazeface_model_file, make_detector, read_calibration
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.inference import BatchFn
 from facelm.labellers import dlib_own_pipeline
+from facelm.metrics import SUMMARY_KEYS, landmark_report
 from facelm.paths import RELEASED_CALIBRATION
-from facelm.runs import data_label
 from facelm.runtimes import COREML_REFERENCE, RUNTIMES, load_exported
 from facelm.schemes import get_scheme
 
@@ -91,21 +91,6 @@ def latency_stats(ms: np.ndarray) -> dict:
     return {"p50_ms": float(p50), "p90_ms": float(p90), "min_ms": float(ms.min())}
 
 
-@dataclass
-class Faces:
-    """Annotated faces from one or more folders (300-W common is two); `part` holds each face's folder index."""
-    images: list[np.ndarray]  # RGB uint8
-    gt: np.ndarray  # (N, K, 2) 0-based pixel centres
-    scheme_name: str
-    paths: list[Path]
-    part: np.ndarray
-
-    @property
-    def label(self) -> str:
-        """The folders as tables show them: '300w/testset + lfpw/testset'."""
-        return " + ".join(data_label(p) for p in self.paths)
-
-
 def check_faces(paths: list[Path], scheme_name: str) -> int:
     """Number of annotated faces in the folders (reads the annotations only), so a bad folder fails before any timing."""
     from facelm.annotations import load_annotations
@@ -113,44 +98,22 @@ def check_faces(paths: list[Path], scheme_name: str) -> int:
     return sum(len(load_annotations(path, get_scheme(scheme_name))) for path in paths)
 
 
-def load_faces(paths: list[Path], scheme_name: str) -> Faces:
-    import cv2
-
-    from facelm.annotations import load_annotations
-
-    images, points, part = [], [], []
-    for index, path in enumerate(paths):
-        for sample in load_annotations(path, get_scheme(scheme_name)):
-            image = cv2.imread(str(sample.image), cv2.IMREAD_COLOR)
-            if image is None:
-                raise UserError(f"{sample.image}: cannot read image (missing, truncated or not an image)")
-            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            points.append(sample.points)
-            part.append(index)
-    return Faces(images, np.stack(points), scheme_name, [Path(p) for p in paths], np.asarray(part))
+def load_faces(paths: list[Path], scheme_name: str) -> EvalSet:
+    return EvalSet(paths, get_scheme(scheme_name))
 
 
-def scores(pred: np.ndarray, faces: Faces) -> dict:
-    """NME, FR@10 and AUC@10 on all the faces and, when they span several folders, on each."""
-    from facelm.metrics import SUMMARY_KEYS, landmark_report, parts_report
-
-    scheme = get_scheme(faces.scheme_name)
-    report = landmark_report(pred, faces.gt, scheme)
-    result = {k: report[k] for k in SUMMARY_KEYS}
-    if len(faces.paths) > 1:
-        result["parts"] = parts_report(pred, faces.gt, scheme, faces.part, [data_label(p) for p in faces.paths])
-    return result
+def scores(report: dict) -> dict:
+    """What the bench keeps of an evaluation report: NME, FR@10 and AUC@10, on each folder too."""
+    return {k: report[k] for k in (*SUMMARY_KEYS, "parts") if k in report}
 
 
-def model_accuracy(run: BatchFn, meta: dict, faces: Faces) -> dict:
+def model_accuracy(run: BatchFn, meta: dict, faces: EvalSet) -> dict:
     """NME / FR@10 / AUC@10 through the runtime, one face at a time (some formats have a fixed batch of 1), on crops
     taken from the ground-truth landmarks by the sidecar's crop rule."""
-    from facelm.inference import predict_faces
-
-    if meta["scheme"]["name"] != faces.scheme_name:
-        raise UserError(f"{meta['file']}: scheme {meta['scheme']['name']} but the faces are scheme {faces.scheme_name}")
-    pred, _ = predict_faces(run, faces.images, list(faces.gt), meta["model"]["input_size"], batch_size=1)
-    return {**scores(pred, faces), "box": "ground-truth landmark box, sidecar crop rule"}
+    if meta["scheme"]["name"] != faces.scheme.name:
+        raise UserError(f"{meta['file']}: scheme {meta['scheme']['name']} but the faces are scheme {faces.scheme.name}")
+    report = faces.evaluate(run, meta["model"]["input_size"], batch_size=1)[0]
+    return {**scores(report), "box": "ground-truth landmark box, sidecar crop rule"}
 
 
 def dlib_rect(box):
@@ -184,8 +147,11 @@ def detector_timing_call(name: str) -> tuple:
     return lambda: detector(frame), info
 
 
-def dlib_accuracy(predictor, faces: Faces) -> dict:
-    if faces.scheme_name != "68":
-        raise UserError(f"{faces.label}: dlib predicts 68 points, the faces are scheme {faces.scheme_name}")
+def dlib_accuracy(predictor, faces: EvalSet) -> dict:
+    if faces.scheme.name != "68":
+        raise UserError(f"{faces.label}: dlib predicts 68 points, the faces are scheme {faces.scheme.name}")
     pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(RELEASED_CALIBRATION, "hog"))
-    return {**scores(pred, faces), "box": box}
+    report = landmark_report(pred, faces.gt, faces.scheme)
+    if len(faces.paths) > 1:
+        report["parts"] = faces.parts_report(pred, None)
+    return {**scores(report), "box": box}

@@ -19,10 +19,10 @@ import torch
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
 from facelm.contract import artefact_meta
-from facelm.dataset import decode_all
-from facelm.engine import EvalSet, torch_batch_fn
+from facelm.engine import torch_batch_fn
 from facelm.errors import UserError
 from facelm.export.exporters import ExportContext, deploy_model, one_line, run_export
+from facelm.faces import EvalSet, decode_all
 from facelm.formats import FORMATS, Format, get_format, tolerances
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +11,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from facelm.annotations import Sample, load_annotations
+from facelm.annotations import Sample
 from facelm.augment import GeometryConfig, apply_geometry, photometric_pipeline, random_crop_matrix
 from facelm.errors import UserError
+from facelm.faces import decode_all, load_samples
 from facelm.geometry import crop_to_normalised, eval_crop_matrix, transform_points, warp_image
 from facelm.preprocess import normalise_crop
 from facelm.schemes import Scheme, get_scheme
-from facelm.splits import HAND_TRAIN, SPLITS, hand_train_paths, in_split
+from facelm.splits import HAND_TRAIN, SPLITS, hand_train_paths
 
 _CV2_DEFAULT_THREADS = cv2.getNumThreads()
 
@@ -63,40 +63,6 @@ def default_teacher_sources(data_root: Path, split: str = "train") -> list[Sourc
         Source("300w", get_scheme("68"), hand_train_paths(data_root) or [data_root / HAND_TRAIN[0]], split),
         Source("ytf68", get_scheme("68"), [data_root / "ytf68" / "train"]),
     ]
-
-
-def load_samples(paths: list[Path], scheme: Scheme, split: str = "all") -> list[Sample]:
-    """Every face of the folders (or annotation files), in order, that belongs to `split`."""
-    samples = [s for path in paths for s in load_annotations(path, scheme) if in_split(s.image, split)]
-    if not samples:
-        raise UserError(f"{', '.join(str(p) for p in paths)}: no faces in the {split} split")
-    return samples
-
-
-def _looks_truncated(path: Path, data: bytes) -> bool:
-    """libjpeg decodes a cut-off JPEG into grey without an error, so check the end-of-image marker ourselves."""
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
-        return not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
-    if suffix == ".png":
-        return b"IEND" not in data[-64:]
-    return False
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        raise UserError(f"{path}: cannot read image file (missing or unreadable)") from None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None or _looks_truncated(Path(path), data):
-        raise UserError(f"{path}: cannot read image (truncated or not an image); re-copy the file or remove it and its label")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def decode_all(paths: list[Path], threads: int = 4) -> list[np.ndarray]:
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(read_rgb, paths))
 
 
 def in_frame_weights(points: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -1,8 +1,7 @@
 """The engine both stages and every report run on: one training epoch, the epoch loop with eval, log and checkpoint,
-the evaluation set, and the batch functions that put any model (checkpoint or export) behind one numpy interface."""
+the test-once report, and the batch functions that put any model (checkpoint or export) behind one numpy interface."""
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -15,15 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from facelm.checkpoint import load_model
-from facelm.dataset import decode_all, load_samples
 from facelm.errors import UserError
-from facelm.inference import BatchFn, predict_faces
-from facelm.metrics import landmark_report, parts_report
+from facelm.faces import EvalSet
+from facelm.inference import BatchFn
 from facelm.models import SingleHead
 from facelm.plots import plot_ced
 from facelm.precision import autocast, grad_scaler
-from facelm.runs import data_label
-from facelm.schemes import Scheme
 
 StepFn = Callable[[dict], tuple[torch.Tensor, dict]]  # batch on device -> (loss, per-part floats)
 EvalFn = Callable[[torch.nn.Module], dict]  # model -> report with nme, fr10, auc10
@@ -106,50 +102,6 @@ def fit(model, ema, loader, optimizer, scheduler, step: StepFn, evaluate: EvalFn
                               if k in ("epoch", "train_loss", "train_img_per_s", "eval_nme", "eval_fr10", "eval_auc10")))
             save(epoch, history)
     return history, report
-
-
-class EvalSet:
-    """Annotated faces decoded once, so a training run can evaluate every epoch without re-reading files. It may span
-    several folders (the 300-W common test set is HELEN's and LFPW's); reports then give each part too."""
-
-    def __init__(self, paths: Path | list[Path], scheme: Scheme, split: str = "all"):
-        self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-        self.scheme = scheme
-        self.split = split
-        per_path = [load_samples([path], scheme, split) for path in self.paths]
-        self.samples = [s for samples in per_path for s in samples]
-        self.part = np.concatenate([np.full(len(samples), i) for i, samples in enumerate(per_path)])
-        self.images = decode_all([s.image for s in self.samples])
-        self.gt = np.stack([s.points for s in self.samples])
-
-    @property
-    def label(self) -> str:
-        """The folders as cards and tables show them ('300w/testset + lfpw/testset'), with the split if not all."""
-        names = " + ".join(data_label(p) for p in self.paths)
-        return names if self.split == "all" else f"{names} [{self.split} split]"
-
-    def take(self, indices: list[int]) -> EvalSet:
-        """The same set restricted to some of its faces."""
-        part = copy.copy(self)
-        part.samples = [self.samples[i] for i in indices]
-        part.images = [self.images[i] for i in indices]
-        part.gt = self.gt[indices]
-        part.part = self.part[indices]
-        return part
-
-    def parts_report(self, pred: np.ndarray, conf: np.ndarray | None) -> dict[str, dict]:
-        """NME, FR@10 and AUC@10 on each folder's faces."""
-        return parts_report(pred, self.gt, self.scheme, self.part, [data_label(p) for p in self.paths], conf)
-
-    def evaluate(self, run_batch: BatchFn, size: int, batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
-        """The report, plus predicted points (N, K, 2) and confidences (N, K)."""
-        pred, conf = predict_faces(run_batch, self.images, list(self.gt), size, batch_size)
-        report = landmark_report(pred, self.gt, self.scheme, conf)
-        report["data"] = self.label
-        if len(self.paths) > 1:
-            report["parts"] = self.parts_report(pred, conf)
-        report["crop"] = "ground-truth landmark box, eval crop rule"
-        return report, pred, conf
 
 
 def test_once(model: torch.nn.Module, test_set: EvalSet, size: int, device: str, run_dir: Path,

@@ -14,8 +14,8 @@ from torch.utils.data import Sampler, WeightedRandomSampler
 
 from facelm.checkpoint import read_checkpoint, save_checkpoint
 from facelm.dataset import AUGMENTATION_SEEDS, LoadedSource
-from facelm.engine import EvalSet
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.losses import COORD_LOSSES
 from facelm.models import HEADS
 from facelm.precision import PRECISIONS, resolve_precision

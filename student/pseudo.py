@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from facelm.annotations import IMAGE_SUFFIXES, Sample
-from facelm.dataset import LoadedSource, decode_all
+from facelm.dataset import LoadedSource
 from facelm.detect import BoxCalibration
 from facelm.errors import UserError
+from facelm.faces import decode_all
 from facelm.geometry import landmark_box
 from facelm.inference import BatchFn, sigmoid
 from facelm.labellers import canonical_outputs, mapped_boxes, settled_outputs

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from facelm.checkpoint import load_model
-from facelm.engine import EvalSet, torch_batch_fn
+from facelm.engine import torch_batch_fn
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.inference import flip_averaged
 from facelm.metrics import landmark_report
 from facelm.models import SingleHead
@@ -216,8 +217,8 @@ def head_controls(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
 def recipe_arms(rows: list[dict], arch: str, schedule: dict) -> list[dict]:
     """Runs on the schedule but for the data recipe: pseudo-labelled photos as labels, a start from --init (a
     pretrained student); the newest of each recipe and mode."""
-    plain = {"labelled_sources": schedule["labelled_sources"], "init": schedule["init"]}
-    others = [r for r in rows if r["arch"] == arch and r["schedule"] != schedule and r["schedule"] | plain == schedule]
+    plain = {"labelled_sources": schedule.get("labelled_sources"), "init": schedule.get("init")}
+    others = [r for r in rows if r["arch"] == arch and r["schedule"] != schedule and r["schedule"] | plain == schedule | plain]
     return [r for r in others if latest(rows, arch, r["mode"], r["schedule"]) is r]
 
 

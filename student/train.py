@@ -30,13 +30,13 @@ from facelm.dataset import (
     SeededBatches,
     Source,
     data_fingerprint,
-    decode_all,
     load_source,
     set_loader_threads,
 )
 from facelm.detect import BoxCalibration, read_calibration
-from facelm.engine import EvalSet, fit, test_once, torch_batch_fn
+from facelm.engine import fit, test_once, torch_batch_fn
 from facelm.errors import UserError
+from facelm.faces import EvalSet, decode_all
 from facelm.inference import BatchFn, flip_averaged
 from facelm.losses import distillation_loss, get_coord_loss, landmark_loss
 from facelm.metrics import format_rho

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from facelm.checkpoint import load_model
-from facelm.dataset import decode_all
 from facelm.detect import read_calibration
 from facelm.engine import torch_batch_fn
 from facelm.errors import UserError
+from facelm.faces import decode_all
 from facelm.inference import flip_averaged
 from facelm.labellers import (
     dlib_model_file,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from facelm.annotations import WFLW_ATTRIBUTES, load_annotations, read_106_txt, read_pts
-from facelm.dataset import decode_all, read_rgb
 from facelm.errors import UserError
+from facelm.faces import decode_all, read_rgb
 from facelm.schemes import get_scheme
 
 S68, S98, S106 = (get_scheme(n) for n in ("68", "98", "106"))

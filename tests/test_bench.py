@@ -129,7 +129,7 @@ def test_bench_runs_without_torch_and_skips_missing_runtimes(exported, tiny_300w
 def test_bench_mirror_rows_time_and_score_the_mirror_averaged_model(exported, tiny_300w, tmp_path):
     """--mirror adds a row per model whose accuracy is that of the mirror-averaged model (the same crops, each also
     run mirrored and averaged via the sidecar's flip_perm), beside the plain row."""
-    from facelm.engine import EvalSet
+    from facelm.faces import EvalSet
     from facelm.inference import flip_averaged
     from facelm.runtimes import load_exported
 
@@ -149,7 +149,7 @@ def test_bench_mirror_rows_time_and_score_the_mirror_averaged_model(exported, ti
 def test_bench_and_gate_score_several_folders_together_and_each_part(exported, tiny_300w, tmp_path, monkeypatch):
     """300-W common is two folders: the bench reports NME on both and on each part as the eval does, and the gate's
     default faces are both folders under DATA."""
-    from facelm.engine import EvalSet
+    from facelm.faces import EvalSet
     from facelm.runtimes import load_exported
 
     data = tmp_path / "data"

@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from skimage import data as skimage_data
@@ -27,6 +28,7 @@ from facelm.errors import UserError
 from facelm.paths import RUNS
 from facelm.photos.calibrate import get_args_parser as calibrate_parser
 from facelm.photos.calibrate import recall, split_samples
+from tests.conftest import write_pts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +125,10 @@ def test_bench_maps_a_missed_face_through_the_fitted_hog_calibration(tmp_path, m
         boxes.append([rect.left(), rect.top(), rect.right(), rect.bottom()])
         return type("Shape", (), {"parts": lambda self: [type("P", (), {"x": 0, "y": 0})()] * 68})()
 
-    faces = measure.Faces([np.full((300, 300, 3), 90, np.uint8)], points[None], "68", [tmp_path], np.zeros(1, int))
+    (tmp_path / "faces").mkdir()
+    cv2.imwrite(str(tmp_path / "faces" / "blank.png"), np.full((300, 300, 3), 90, np.uint8))
+    write_pts(tmp_path / "faces" / "blank.pts", points)
+    faces = measure.load_faces([tmp_path / "faces"], "68")
     measure.dlib_accuracy(predictor, faces)  # a blank image: dlib's detector finds nothing, the fallback is used
     np.testing.assert_allclose(boxes[0], np.round(fitted.detector_box(points)), atol=1)
 

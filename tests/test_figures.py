@@ -101,7 +101,7 @@ def test_region_and_face_numbers_match_a_hand_computation(result, data, checkpoi
     report, _ = result
     student = checkpoints[1]
     from facelm.annotations import load_annotations
-    from facelm.dataset import decode_all
+    from facelm.faces import decode_all
     from facelm.schemes import get_scheme
 
     samples = load_annotations(data / "300w" / "testset", get_scheme(68))[:LIMIT]

@@ -9,7 +9,7 @@ from conftest import ROOT, released_export
 
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
-from facelm.dataset import decode_all
+from facelm.faces import decode_all
 from facelm.formats import get_format
 from facelm.inference import eval_crops, run_batched, to_image
 from facelm.metrics import landmark_report

@@ -87,7 +87,7 @@ def test_a_label_csv_whose_images_are_missing_stops_training_with_one_line(tmp_p
 def test_peer_reports_dlib_under_both_protocols_beside_our_models(data_root, tmp_path):
     pytest.importorskip("face_recognition_models", reason="pip install 'facelm[peers]'")
     from facelm.detect import read_calibration
-    from facelm.engine import EvalSet
+    from facelm.faces import EvalSet
     from facelm.reports.peer import PROTOCOLS, dlib_under_protocols
 
     faces = EvalSet([data_root / "300w" / "testset", data_root / "lfpw" / "testset"], get_scheme("68")).take([0, 1, 400])

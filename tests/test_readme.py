@@ -63,7 +63,7 @@ def _largest_face_box(image: np.ndarray) -> np.ndarray:
 
 def test_readme_python_example_runs_on_a_photo(tmp_path, monkeypatch):
     pytest.importorskip("dlib")
-    from facelm.dataset import read_rgb
+    from facelm.faces import read_rgb
     from facelm.photos.samples import insightface_group_photo
 
     code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)

@@ -10,7 +10,7 @@ import torch
 
 from facelm.annotations import load_annotations
 from facelm.checkpoint import load_model
-from facelm.dataset import decode_all
+from facelm.faces import decode_all
 from facelm.inference import eval_crops, to_image
 from facelm.models import SingleHead
 from facelm.paths import RELEASED_STUDENT, shown

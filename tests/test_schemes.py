@@ -13,8 +13,8 @@ import pytest
 
 from facelm.annotations import load_annotations
 from facelm.augment import apply_geometry
-from facelm.dataset import decode_all
 from facelm.errors import UserError
+from facelm.faces import decode_all
 from facelm.geometry import crop_matrix
 from facelm.schemes import SCHEME_68, get_scheme, scheme_for_count
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from facelm.dataset import Source, default_teacher_sources, load_source
-from facelm.engine import EvalSet
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.schemes import get_scheme
 from facelm.splits import COMMON_TEST, HAND_TRAIN, in_split, is_validation
 from tests.conftest import write_300w_folder

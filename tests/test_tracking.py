@@ -11,9 +11,9 @@ import pytest
 
 from facelm.annotations import load_annotations
 from facelm.cli import main as cli
-from facelm.dataset import read_rgb
 from facelm.detect import BoxCalibration, HogDetector, make_detector, read_calibration, write_calibration
 from facelm.errors import UserError
+from facelm.faces import read_rgb
 from facelm.landmarker import load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
 from facelm.paths import RELEASED_STUDENT

@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 from facelm.annotations import Sample, load_annotations
-from facelm.dataset import decode_all
 from facelm.detect import (
     DETECTORS,
     BoxCalibration,
@@ -34,6 +33,7 @@ from facelm.detect import (
     write_calibration,
 )
 from facelm.errors import UserError
+from facelm.faces import decode_all
 from facelm.landmarker import Landmarker, load_landmarker
 from facelm.metrics import landmark_report
 from facelm.paths import RELEASED_STUDENT, RUNS, shown

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facelm.dataset import read_rgb
 from facelm.detect import BoxCalibration, Detector, add_detector_args, make_detector, read_calibration
 from facelm.draw import draw_face
 from facelm.errors import UserError
+from facelm.faces import read_rgb
 from facelm.landmarker import Landmarker, add_model_args, load_landmarker
 from facelm.paths import shown
 

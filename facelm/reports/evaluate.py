@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.engine import EvalSet, model_batch_fn, summary_line
+from facelm.engine import model_batch_fn, summary_line
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.inference import flip_averaged
 from facelm.metrics import reference_report
 from facelm.paths import RELEASED_STUDENT, shown

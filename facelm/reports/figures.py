@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facelm.engine import EvalSet, model_batch_fn
+from facelm.engine import model_batch_fn
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.formats import exported_models
 from facelm.metrics import SUMMARY_KEYS
 from facelm.paths import RELEASED_CALIBRATION, RELEASED_EXPORTS, RELEASED_STUDENT, RELEASED_TEACHER, RUNS, shown

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from facelm.detect import BoxCalibration, read_calibration
-from facelm.engine import EvalSet, model_batch_fn
+from facelm.engine import model_batch_fn
 from facelm.errors import UserError
+from facelm.faces import EvalSet
 from facelm.labellers import dlib_model_file, dlib_own_pipeline, dlib_points, dlib_predictor, dlib_version
 from facelm.metrics import landmark_report
 from facelm.paths import RELEASED_CALIBRATION, RELEASED_STUDENT, RELEASED_TEACHER, RUNS, shown

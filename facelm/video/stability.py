@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from facelm.annotations import load_annotations
-from facelm.dataset import decode_all
 from facelm.detect import add_detector_args, make_detector, read_calibration
 from facelm.errors import UserError
+from facelm.faces import decode_all
 from facelm.geometry import landmark_box, transform_points
 from facelm.landmarker import add_model_args, load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
