@@ -19,6 +19,7 @@ from facelm.faces import EvalSet
 from facelm.losses import COORD_LOSSES
 from facelm.models import HEADS
 from facelm.precision import PRECISIONS, resolve_precision
+from facelm.runs import current_args, jsonable_args
 from facelm.schemes import Scheme
 from facelm.splits import common_test_paths, hand_train_paths
 
@@ -140,6 +141,31 @@ def auto_resume(args: argparse.Namespace) -> dict | None:
         return {"run_dir": str(run), **json.loads((run / "metrics.json").read_text())}
     args.resume = run / "last.pt" if run is not None and (run / "last.pt").is_file() else None
     return None
+
+
+# where and how a run computes, and paths that differ between machines: a resume may change these; the data and the
+# teacher are checked by content instead
+RESUME_FREE = {"resume", "threads", "workers", "device", "precision", "eval_every", "out", "name", "data", "cache", "init",
+               "teacher", "labelled", "unlabelled", "prior_source", "source", "eval_data", "test_data", "box_calibration"}
+
+
+def check_resume(args: argparse.Namespace, fingerprint: dict, teacher_sha256: str | None = None) -> None:
+    """A resumed run goes on as it began: the same options (but for RESUME_FREE) and the same training data and
+    teacher by content; else one line says what differs and what to do."""
+    if not args.resume:
+        return
+    run = args.resume.parent
+    recorded, now = current_args(json.loads((run / "config.json").read_text())["args"]), jsonable_args(args)
+    changed = [f"--{key.replace('_', '-')} was {recorded[key]!r}, now {now[key]!r}"
+               for key in sorted(recorded.keys() & now.keys()) if key not in RESUME_FREE and recorded[key] != now[key]]
+    if json.loads((run / "data_fingerprint.json").read_text())["sha256"] != fingerprint["sha256"]:
+        changed.append("the training data differ from data_fingerprint.json")
+    teacher = run / "teacher_fingerprint.json"
+    if teacher_sha256 and teacher.is_file() and json.loads(teacher.read_text())["sha256"] != teacher_sha256:
+        changed.append("the teacher differs from teacher_fingerprint.json")
+    if changed:
+        raise UserError(f"--resume {run}: {'; '.join(changed)}; resume with the options in its config.json, or start a "
+                        "new run")
 
 
 def note_seeding_change(resume: Path | None, log: logging.Logger) -> None:

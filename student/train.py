@@ -53,6 +53,7 @@ from facelm.training import (
     add_training_args,
     auto_resume,
     check_held_out,
+    check_resume,
     epoch_steps,
     eval_sets,
     group_share_sampler,
@@ -356,6 +357,7 @@ def main(args: argparse.Namespace) -> dict:
     spec = model_spec(model, args.arch, {args.teacher_head: scheme.name})
     step_batch = args.batch_size + (args.unlabelled_per_batch if args.mode == "distill" else 0)
     precision, why = run_precision(args, step_timer(model, step_batch, args.input_size, args.device))
+    check_resume(args, fingerprint, teacher.sha256)
     note_seeding_change(args.resume, log)
     write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
                                          "photometric_rule": PHOTOMETRIC_RULE, "augmentation_seeds": AUGMENTATION_SEEDS,

@@ -43,6 +43,7 @@ from facelm.training import (
     add_training_args,
     auto_resume,
     check_held_out,
+    check_resume,
     epoch_steps,
     eval_sets,
     group_share_sampler,
@@ -200,6 +201,7 @@ def main(args: argparse.Namespace) -> dict:
     # every rank must train in the same precision, so only a single process times the candidates
     timer = step_timer(model, args.batch_size, args.input_size, args.device) if ranks.world == 1 else None
     precision, why = run_precision(args, timer)
+    check_resume(args, fingerprint)
     note_seeding_change(args.resume, log)
     write_json(run_dir / "config.json", {"args": jsonable_args(args), "precision": precision,
                                          "photometric_rule": PHOTOMETRIC_RULE, "augmentation_seeds": AUGMENTATION_SEEDS,

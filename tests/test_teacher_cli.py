@@ -301,3 +301,25 @@ def test_resume_auto_goes_on_with_the_newest_unfinished_run_of_the_name_and_leav
     assert "finished already" in capsys.readouterr().out
     explicit = argparse.Namespace(resume=tmp_path / "x" / "last.pt", name="long", out=tmp_path)
     assert auto_resume(explicit) is None and explicit.resume == tmp_path / "x" / "last.pt"
+
+
+def test_a_resume_with_other_options_or_other_data_is_refused_in_one_line(tmp_path):
+    import argparse
+
+    from facelm.training import check_resume
+
+    (tmp_path / "config.json").write_text(json.dumps({"args": {"epochs": 20, "lr": 0.002, "threads": 2, "head": "fc"}}))
+    (tmp_path / "data_fingerprint.json").write_text(json.dumps({"sha256": "aaa"}))
+    (tmp_path / "teacher_fingerprint.json").write_text(json.dumps({"sha256": "ttt"}))
+
+    def args(**changes) -> argparse.Namespace:
+        return argparse.Namespace(**({"resume": tmp_path / "last.pt", "epochs": 20, "lr": 0.002, "threads": 1,
+                                      "head_type": "fc"} | changes))
+
+    check_resume(args(), {"sha256": "aaa"}, "ttt")  # threads may change; `head` is recorded under its old name
+    check_resume(args(resume=None, epochs=5), {"sha256": "zzz"})  # not a resume
+    with pytest.raises(UserError, match=r"--epochs was 20, now 30; .*teacher differs.*; resume with the options in its "
+                                        r"config.json, or start a new run"):
+        check_resume(args(epochs=30), {"sha256": "aaa"}, "other")
+    with pytest.raises(UserError, match="--head-type was 'fc', now 'integral'; the training data differ"):
+        check_resume(args(head_type="integral"), {"sha256": "bbb"})
