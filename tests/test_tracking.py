@@ -18,7 +18,7 @@ from facelm.landmarker import load_landmarker
 from facelm.metrics import normalised_mean_jitter, point_errors
 from facelm.paths import RELEASED_STUDENT
 from facelm.schemes import SCHEME_68, get_scheme
-from facelm.video.stability import ClipSettings, synthetic_clip
+from facelm.video.stability import ClipSettings, ClipTrack, scores, synthetic_clip, tracking_counts
 from facelm.video.track import get_args_parser as track_parser
 from facelm.video.track import main as track
 from facelm.video.tracking import (
@@ -254,3 +254,19 @@ def test_a_video_without_a_face_gives_an_empty_track(tmp_path):
     assert len(result["frames"]) == 6 and all(f["faces"] == [] for f in result["frames"])
     assert result["one_euro"] is None
     assert frame_count(tmp_path / "out" / "blank.tracked.mp4") == 6
+
+
+def test_frames_that_follow_another_person_are_counted_and_left_out_of_the_clip_scores():
+    rng = np.random.default_rng(0)
+    face = rng.uniform(100, 200, (68, 2))
+    gt = np.repeat(face[None], 4, axis=0)
+    raw = gt + rng.normal(0, 1.0, gt.shape)
+    raw[2] += 300  # the tracker jumped to a face beside the annotated one
+    raw[3] = np.nan  # no face reported
+    clip = ClipTrack(gt, np.arange(4) / FPS, raw, raw.copy(), np.ones((4, 68)), np.zeros(4, bool), np.zeros(4))
+    assert clip.found.tolist() == [True, True, True, False]
+    assert clip.on_face.tolist() == [True, True, False, False]
+    expected = point_errors(raw[:2], gt[:2], SCHEME_68).mean() * 100
+    assert scores([clip], [clip.raw], SCHEME_68)["nme"] == pytest.approx(expected)
+    counts = tracking_counts([clip])
+    assert (counts["other_face_frames"], counts["other_face_clips"]) == (1, 1)

@@ -69,6 +69,18 @@ class ClipTrack:
     def found(self) -> np.ndarray:
         return ~np.isnan(self.raw).any(axis=(1, 2))
 
+    @property
+    def on_face(self) -> np.ndarray:
+        """Frames whose tracked points are centred inside the annotated face's landmark box: in a photo of several
+        people the tracker may follow another face, whose error says nothing about the landmarks."""
+        return self.found & np.array([found and centred_in(raw, gt) for found, raw, gt in zip(self.found, self.raw, self.gt)])
+
+
+def centred_in(points: np.ndarray, gt: np.ndarray) -> bool:
+    """Whether the centre of `points`' landmark box lies inside `gt`'s landmark box."""
+    (cx, cy, _), (gx, gy, side) = landmark_box(points), landmark_box(gt)
+    return abs(cx - gx) <= side / 2 and abs(cy - gy) <= side / 2
+
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm stability", add_help=add_help,
@@ -164,8 +176,9 @@ def track_folder(tracker: Tracker, folder: Path, scheme: Scheme, n_clips: int, n
 
 
 def scores(clips: list[ClipTrack], predictions: list[np.ndarray], scheme: Scheme) -> dict:
-    """NME (percent, mean over every frame with a face) and NMJ (percent, mean over clips) of the predictions."""
-    found = [c.found for c in clips]
+    """NME (percent, mean over every frame that tracks the annotated face) and NMJ (percent, mean over clips) of the
+    predictions."""
+    found = [c.on_face for c in clips]
     pred = np.concatenate([p[f] for p, f in zip(predictions, found)])
     gt = np.concatenate([c.gt[f] for c, f in zip(clips, found)])
     jitter = [normalised_mean_jitter(p, c.gt, scheme, f) for p, c, f in zip(predictions, clips, found)]
@@ -201,8 +214,11 @@ def speed(clips: list[ClipTrack], threads: int) -> dict:
 
 def tracking_counts(clips: list[ClipTrack]) -> dict:
     found = np.concatenate([c.found for c in clips])
+    other = np.concatenate([c.found & ~c.on_face for c in clips])
     return {"frames": int(len(found)), "tracked_rate": float(found.mean() * 100),
             "clips_tracked_throughout": int(sum(c.found.all() for c in clips)),
+            "other_face_frames": int(other.sum()),
+            "other_face_clips": int(sum((c.found & ~c.on_face).any() for c in clips)),
             "redetections": int(sum(c.redetected[1:].sum() for c in clips))}
 
 
@@ -217,7 +233,7 @@ def stability_markdown(report: dict) -> str:
     return f"""# Tracking stability (`facelm stability`)
 
 {report['clips']} synthetic clips x {report['frames_per_clip']} frames at {report['clip_settings']['fps']:g} fps from
-`{report['data']}`, model `{report['model']}` ({report['runtime']}). NME: inter-ocular, percent, over frames with a face;
+`{report['data']}`, model `{report['model']}` ({report['runtime']}). NME: inter-ocular, percent, over frames that track the annotated face;
 NMJ: normalised mean jitter, percent of the inter-ocular distance, mean over clips (docs/tracking.md).
 
 | output | NME % | NMJ % |
@@ -229,7 +245,9 @@ Smoothing cuts NMJ by {goal['nmj_reduction_pct']:.1f}% (goal >= {GOAL_NMJ_REDUCT
 {goal['nme_cost_points']:+.3f} points (goal <= {GOAL_NME_COST_POINTS:g}): goal {'met' if goal['met'] else 'NOT met'}.
 
 Face reported on {counts['tracked_rate']:.2f}% of {counts['frames']} frames; {counts['clips_tracked_throughout']} of
-{report['clips']} clips tracked on every frame; {counts['redetections']} detector runs after a clip's first frame.
+{report['clips']} clips tracked on every frame; {counts['redetections']} detector runs after a clip's first frame;
+{counts['other_face_frames']} frames in {counts['other_face_clips']} clips follow another person in the photo (the
+largest face the detector found), left out of NME and NMJ.
 Speed: {sp['fps']:.1f} frames/s with {sp['threads']} thread(s) on {report['machine']['cpu']}
 ({sp['ms_per_tracked_frame'] or float('nan'):.1f} ms per frame tracked from landmarks,
 {sp['ms_per_detector_frame'] or float('nan'):.1f} ms per frame that ran the detector), smoothing included.
