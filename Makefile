@@ -18,7 +18,7 @@ EXPORT_ARGS ?=
 ABLATION_EPOCHS ?= 8
 FIGURES_ARGS ?=
 
-.PHONY: estimate quick peer predict photos calibrate-detector setup teacher student student-report pareto export bench gate gate-refresh model-stats eval plot-losses figures track stability ablation loader-bench release readme reports test all help
+.PHONY: estimate quick peer predict photos calibrate-detector setup teacher student student-report pareto export bench gate gate-refresh model-stats eval plot-losses figures track stability student-vs-teacher ablation loader-bench release readme reports test all help
 
 help:
 	@echo "make setup                     create $(VENV) and install facelm (idempotent)"
@@ -151,7 +151,7 @@ readme: setup
 # the whole chain after `make release RUN=<student run>`: every report is measured again from the released weights
 reports: setup
 	$(FACELM) export --data "$(DATA)" --out weights/export
-	$(MAKE) calibrate-detector gate-refresh bench peer figures stability readme DATA="$(DATA)"
+	$(MAKE) calibrate-detector gate-refresh bench peer figures stability student-vs-teacher readme DATA="$(DATA)"
 
 plot-losses: setup
 	$(FACELM) plot-losses --out docs/losses.png
@@ -177,6 +177,14 @@ track: setup
 
 stability: setup
 	$(FACELM) stability --data "$(DATA)" $(MODEL_ARG) --json docs/results/stability.json
+	$(FACELM) stability --data "$(DATA)" $(MODEL_ARG) --mirror --json docs/results/stability_mirror.json
+
+# how far the released student's points lie from its teacher's distillation targets (docs/student.md)
+student-vs-teacher: setup
+	for split in testset trainset; do \
+	  $(FACELM) eval --data "$(DATA)/300w/$$split" --report docs/results/student_vs_teacher_$$split.json \
+	    --reference weights/teacher_resnet18.pt --reference-mirror || exit 1; \
+	done
 
 test: setup
 	DATA="$(DATA)" $(PY) -m pytest -q
