@@ -54,7 +54,8 @@ def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
         rows.append({vary[0]: row_label(config.get(vary[0], args[vary[0]])), "run": str(run), "nme": m["nme"], "fr10": m["fr10"],
                      "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
-                     "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None})
+                     "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None,
+                     "test_parts": {part: r["nme"] for part, r in m.get("test", {}).get("parts", {}).items()}})
     return sorted(rows, key=lambda r: r["nme"]), schedule
 
 

@@ -264,6 +264,23 @@ def test_ablation_rows_vary_several_options_together_and_name_sources(tmp_path):
         ablation_rows([shared, alone], ["source"])
 
 
+def test_ablation_table_gives_each_row_on_the_test_faces_and_each_part(tmp_path):
+    from facelm.reports.tables import ablation_markdown
+    from facelm.teacher.ablation import ablation_rows
+
+    base = {"arch": "resnet18", "epochs": 8, "batch_size": 64, "lr": 0.002, "seed": 0, "loss": "l1"}
+    test = {"nme": 3.6, "data": "c", "parts": {"300w/testset": {"nme": 3.7}, "lfpw/testset": {"nme": 3.5}}}
+    report = {"nme": 3.8, "fr10": 0.0, "auc10": 0.6, "spearman_conf_error": -0.4, "train_wall_seconds": 60, "data": "v",
+              "test": test}
+    fc = _finished_run(tmp_path / "fc", base | {"head_type": "fc"}, report)
+    integral = _finished_run(tmp_path / "integral", base | {"head_type": "integral"}, report | {"nme": 3.7})
+    rows, _ = ablation_rows([fc, integral], ["head_type"])
+    assert [r["head_type"] for r in rows] == ["integral", "fc"]
+    assert rows[0]["test_parts"] == {"300w/testset": 3.7, "lfpw/testset": 3.5}
+    assert "| integral | 3.700 |" in ablation_markdown(rows, "head_type")
+    assert "| 3.600 | 300w/testset 3.700, lfpw/testset 3.500 |" in ablation_markdown(rows, "head_type")
+
+
 def test_a_run_begun_before_per_batch_seeds_says_its_resumed_augmentations_differ(tmp_path, caplog):
     import logging
 

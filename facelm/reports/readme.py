@@ -30,21 +30,31 @@ STUDENT_TARGET_NME = 3.0
 STUDENT_TEACHER_GAP = 0.3
 
 
+def _card_table(metrics: dict, model: str) -> list[str]:
+    """A card's accuracy table: the in-loop faces (validation), the test faces and each part of them."""
+    test = metrics.get("test", metrics)  # cards before the validation split measured on the test faces only
+    rows = [(data_label(r["data"]), r) for r in ([metrics, test] if "test" in metrics else [metrics])]
+    rows += [(f"{part} (part)", numbers | {"spearman_conf_error": None}) for part, numbers in test.get("parts", {}).items()]
+    return [
+        "| model | faces | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
+        "|---|---|---|---|---|---|",
+        *(f"| {model} | {label} ({r['n']}) | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
+          f"{format_rho(r['spearman_conf_error'])} |" for label, r in rows),
+    ]
+
+
 def _teacher(report: dict) -> str:
     m, cfg = report["metrics"], current_args(report["config"]["args"])
     test = m.get("test", m)  # cards before the validation split measured on the test faces only
     verdict = "met" if test["nme"] <= TEACHER_TARGET_NME else f"not met: {test['nme'] - TEACHER_TARGET_NME:.2f} points above it"
-    rows = [(data_label(m["data"]), m) for m in ([m, test] if "test" in m else [m])]
-    rows += [(f"{part} (part)", numbers | {"spearman_conf_error": None}) for part, numbers in test.get("parts", {}).items()]
+    spec = report["spec"]
+    model = (f"`weights/{report['weights']}` ({spec['arch']}, {spec.get('head', 'fc')} head, {spec['input_size']} px, "
+             f"{cfg['epochs']} ep, {cfg['loss']})")
     lines = [
         f"Target on the test faces: NME at most {TEACHER_TARGET_NME}% (dlib's 68-point ERT with its own detector: 2.903% "
         f"on 300-W common). Status: {verdict}.",
         "",
-        "| model | faces | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
-        "|---|---|---|---|---|---|",
-        *(f"| `weights/{report['weights']}` ({report['spec']['arch']}, {report['spec']['input_size']} px, {cfg['epochs']} ep, "
-          f"{cfg['loss']}) | {label} ({r['n']}) | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
-          f"{format_rho(r['spearman_conf_error'])} |" for label, r in rows),
+        *_card_table(m, model),
         "",
         f"Trained {m['train_wall_seconds'] / 60:.0f} min at {m['train_img_per_s']:.0f} img/s; fp16 weights. In-loop NME on "
         f"{'the validation faces' if 'test' in m else 'the test faces'} against epochs (the curve behind "
@@ -71,17 +81,12 @@ def _student(report: dict) -> str:
         (f"within {STUDENT_TEACHER_GAP} NME points of its teacher on the {'validation' if 'test' in m else 'test'} "
          f"faces ({m['nme'] - m['teacher_nme']:+.3f})", m["nme"] - m["teacher_nme"] <= STUDENT_TEACHER_GAP),
     ]
-    rows = [(data_label(r["data"]), r) for r in ([m, test] if "test" in m else [m])]
-    rows += [(f"{part} (part)", numbers | {"spearman_conf_error": None}) for part, numbers in test.get("parts", {}).items()]
     model = (f"`weights/{report['weights']}` ({spec['arch']}, {spec.get('head', 'fc')} head, {spec['input_size']} px, "
              f"{cfg['mode']}, {cfg['epochs']} ep)")
     return "\n".join([
         "Bars: " + "; ".join(f"{text}: {'met' if ok else 'not met'}" for text, ok in bars) + ".",
         "",
-        "| model | faces | NME % | FR@10 % | AUC@10 | Spearman(conf, err) |",
-        "|---|---|---|---|---|---|",
-        *(f"| {model} | {label} ({r['n']}) | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | "
-          f"{format_rho(r['spearman_conf_error'])} |" for label, r in rows),
+        *_card_table(m, model),
         "",
         f"{stats['params'] / 1e6:.2f} M parameters, {2 * stats['mmacs']:.1f} MFLOPs, {stats['fp32_mb']:.2f} MB in fp32. "
         f"Teacher on the {'validation' if 'test' in m else 'test'} faces: {m['teacher_nme']:.3f}% NME. Trained "
