@@ -122,6 +122,34 @@ def test_eval_and_release(tiny_300w, tiny_heldout, trained_run, tmp_path):
     assert abs(json.loads(released_report.read_text())["nme"] - report["nme"]) < 0.05  # fp16 release keeps accuracy
 
 
+def test_a_two_stage_release_names_the_first_stage_and_its_label_licence(tiny_300w, tiny_heldout, tmp_path):
+    """`--init`: the weights hold the first stage's faces too, so the card names that run, its sources and the licence
+    of its machine labels; with the first stage's folder gone the release stops in one line and writes no card."""
+    from conftest import write_300w_folder
+
+    (tmp_path / "pseudo").mkdir()
+    labelled = write_300w_folder(tmp_path / "pseudo", 12, seed=3)
+    (labelled / "provenance.json").write_text(json.dumps({"labeller": "dlib-test", "licence": "non-commercial only"}))
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _train(labelled, tiny_heldout, first, "--epochs", "1", "--source", f"dlib68:68:{labelled}",
+                  "--eval-head", "dlib68", "--precision", "fp32") == 0
+    (first_run,) = first.iterdir()
+    assert _train(tiny_300w, tiny_heldout, second, "--epochs", "1", "--init", str(first_run / "last.pt"),
+                  "--precision", "fp32") == 0
+    (second_run,) = second.iterdir()
+    assert facelm(["release", "--run", str(second_run), "--out", str(tmp_path / "weights"),
+                   "--docs", str(tmp_path / "docs")]) == 0
+    card = (tmp_path / "weights" / "teacher_resnet18.md").read_text()
+    assert f"Started from the weights of `{first_run}`" in card and "`dlib68` (12 images" in card
+    assert "Labels from dlib-test: non-commercial only." in card and "(sources: `300w`, `dlib68`;" in card
+
+    (first_run / "data_fingerprint.json").unlink()
+    proc = subprocess.run([sys.executable, "-m", "facelm.cli", "release", "--run", str(second_run), "--out",
+                           str(tmp_path / "again"), "--docs", str(tmp_path / "docs")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "that run's folder is gone" in proc.stderr
+    assert not (tmp_path / "again").exists()
+
+
 def test_user_errors_are_one_line_without_traceback(tiny_300w, tmp_path):
     cases = [
         ["eval", "--model", str(tmp_path / "missing.pt"), "--data", str(tiny_300w), "--report", str(tmp_path / "r.json")],

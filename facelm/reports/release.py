@@ -102,7 +102,29 @@ def label_licences(fingerprint: dict) -> list[str]:
     return sorted(set(notes))
 
 
-def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict) -> str:
+def init_runs(args: dict) -> list[tuple[Path, dict]]:
+    """The runs whose weights this run started from (`--init`, followed back to a fresh start), each with its data
+    fingerprint: their faces are in the weights too."""
+    chain, init = [], args.get("init")
+    while init:
+        run = Path(init).parent
+        if not (run / "data_fingerprint.json").is_file() or not (run / "config.json").is_file():
+            raise UserError(f"--init {init}: that run's folder is gone (no data_fingerprint.json or config.json), so "
+                            "the card cannot say what the weights were trained on; restore the folder, then release")
+        chain.append((run, json.loads((run / "data_fingerprint.json").read_text())))
+        init = current_args(json.loads((run / "config.json").read_text())["args"]).get("init")
+    return chain
+
+
+def init_text(chain: list[tuple[Path, dict]]) -> str:
+    """The card's lines on the runs the weights started from, or nothing."""
+    return "".join(f"\nStarted from the weights of `{shown(run)}` (`--init`), trained on "
+                   + ", ".join(f"`{n}` ({p['n_images']} images, `{p['sha256'][:16]}`)" for n, p in fp["sources"].items())
+                   + ".\n" for run, fp in chain)
+
+
+def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict, fingerprint: dict, spec: dict,
+               chain: list[tuple[Path, dict]]) -> str:
     args = current_args(config["args"])
     teacher = teacher_section(run, metrics) if (run / "teacher_fingerprint.json").is_file() else ""
     sources = "\n".join(f"| `{n}` | {p['spec'].split(':')[1]} | {p['n_images']} | `{p['sha256'][:16]}` |"
@@ -114,7 +136,9 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
     released_from = shown(run)
     head = metrics.get("head", args.get("eval_head", args.get("teacher_head")))
     rho = format_rho(reported["spearman_conf_error"])
-    licences = "".join(f"\n{note}" for note in label_licences(fingerprint))
+    fingerprints = [fingerprint, *(fp for _, fp in chain)]
+    licences = "".join(f"\n{note}" for note in sorted({n for fp in fingerprints for n in label_licences(fp)}))
+    source_names = list(dict.fromkeys(n for fp in fingerprints for n in fp["sources"]))
     role = "teacher" if spec["arch"].startswith("resnet") else "student"
     return f"""# {name}
 
@@ -133,7 +157,7 @@ def model_card(name: str, weights: Path, run: Path, config: dict, metrics: dict,
 | head | scheme | images | fingerprint |
 |---|---|---|---|
 {sources}
-
+{init_text(chain)}
 {evaluation_text(metrics, args)}
 
 ## Training config
@@ -149,7 +173,7 @@ Wall time {metrics['train_wall_seconds'] / 60:.1f} min at {metrics['train_img_pe
 Per region: {regions}.
 
 ## Licence and intended use
-Trained on data licensed for non-commercial research only (sources: {', '.join(f'`{n}`' for n in fingerprint['sources'])};
+Trained on data licensed for non-commercial research only (sources: {', '.join(f'`{n}`' for n in source_names)};
 see the data README for each one's terms); the weights inherit that restriction.{licences}
 """
 
@@ -158,6 +182,8 @@ def main(args: argparse.Namespace) -> Path:
     for needed in ("last.pt", "metrics.json", "config.json", "data_fingerprint.json"):
         if not (args.run / needed).is_file():
             raise UserError(f"{args.run}: no {needed}; pass a finished teacher or student run folder")
+    config = json.loads((args.run / "config.json").read_text())
+    chain = init_runs(current_args(config["args"]))
     model, payload = load_model(args.run / "last.pt", use_ema=True)
     spec = payload["spec"]
     name = release_name(spec)
@@ -165,11 +191,10 @@ def main(args: argparse.Namespace) -> Path:
     extra = {k: payload[k] for k in ("teacher_fingerprint",) if payload.get(k)}
     weights = save_checkpoint(args.out / f"{name}.pt", model, spec, half=True, data_fingerprint=payload["data_fingerprint"],
                               args=payload["args"], epoch=payload["epoch"], **extra)
-    config = json.loads((args.run / "config.json").read_text())
     metrics = json.loads((args.run / "metrics.json").read_text())
     fingerprint = json.loads((args.run / "data_fingerprint.json").read_text())
     card = args.out / f"{name}.md"
-    card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec))
+    card.write_text(model_card(name, weights, args.run, config, metrics, fingerprint, spec, chain))
     history = read_history(args.run)
     write_json(args.out / f"{name}.json", {"weights": weights.name, "sha256": file_sha256(weights), "spec": spec,
                                            "metrics": metrics, "history": history, "config": config,
