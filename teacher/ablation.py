@@ -37,7 +37,7 @@ def row_label(value) -> str:
     """A varied option's value as a row names it: sources (NAME:SCHEME:PATHS) by their names."""
     if isinstance(value, list):
         return " + ".join(str(item).split(":")[0] for item in value)
-    return str(value)
+    return "none" if value is None else str(value)
 
 
 def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
@@ -52,7 +52,8 @@ def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
         elif same != schedule:
             raise UserError(f"{run}: differs from the other runs in more than --vary {' '.join(vary)} ({same} vs {schedule})")
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({vary[0]: row_label(config.get(vary[0], args[vary[0]])), "run": shown(run.resolve()), "nme": m["nme"], "fr10": m["fr10"],
+        rows.append({vary[0]: row_label(config.get(vary[0], args[vary[0]])),
+                     **{key: row_label(args.get(key)) for key in vary[1:]}, "run": shown(run.resolve()), "nme": m["nme"], "fr10": m["fr10"],
                      "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None,
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{args.name}.json", {"vary": args.vary[0], "also_varied": args.vary[1:], "schedule": schedule,
                                                 "rows": rows, **provenance()})
-    table = ablation_markdown(rows, args.vary[0])
+    table = ablation_markdown(rows, args.vary[0], tuple(args.vary[1:]))
     (args.out / f"{args.name}.md").write_text(table)
     print(table)
     return rows

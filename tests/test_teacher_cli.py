@@ -122,6 +122,25 @@ def test_eval_and_release(tiny_300w, tiny_heldout, trained_run, tmp_path):
     assert abs(json.loads(released_report.read_text())["nme"] - report["nme"]) < 0.05  # fp16 release keeps accuracy
 
 
+def test_a_two_stage_row_shows_the_start_and_the_epochs_it_differs_in(tmp_path):
+    """`--vary init epochs`: a fine-tune from a pretrained run against the fresh start of equal compute, each option a
+    column, and the shared schedule says nothing of the epochs."""
+    from facelm.reports.readme import _ablation
+    from facelm.teacher.ablation import ablation_rows
+
+    base = {"arch": "resnet18", "input_size": 112, "batch_size": 64, "lr": 0.002, "seed": 0, "loss": "l1"}
+    report = {"nme": 3.8, "fr10": 0.0, "auc10": 0.6, "spearman_conf_error": -0.4, "train_wall_seconds": 60, "data": "v",
+              "test": {"nme": 3.6, "data": "c"}}
+    fresh = _finished_run(tmp_path / "fresh", base | {"epochs": 100, "init": None}, report)
+    tuned = _finished_run(tmp_path / "tuned", base | {"epochs": 50, "init": "runs/pre/last.pt"}, report | {"nme": 3.7})
+    rows, schedule = ablation_rows([fresh, tuned], ["init", "epochs"])
+    assert [(r["init"], r["epochs"]) for r in rows] == [("runs/pre/last.pt", "50"), ("none", "100")]
+    text = _ablation({"schedule": schedule, "vary": "init", "also_varied": ["epochs"], "rows": rows})
+    assert text.startswith("Same schedule for every row: resnet18, 112 px, batch 64, lr 0.002, seed 0; only `--init` "
+                           "and `--epochs` differ.")
+    assert "| init | epochs | NME % |" in text and "| runs/pre/last.pt | 50 | 3.700 |" in text
+
+
 def test_a_two_stage_release_names_the_first_stage_and_its_label_licence(tiny_300w, tiny_heldout, tmp_path):
     """`--init`: the weights hold the first stage's faces too, so the card names that run, its sources and the licence
     of its machine labels; with the first stage's folder gone the release stops in one line and writes no card."""

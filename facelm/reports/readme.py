@@ -94,13 +94,16 @@ def _student(report: dict) -> str:
     ])
 
 
+SCHEDULE_TEXT = (("arch", "{}"), ("input_size", "{} px"), ("epochs", "{} epochs"), ("batch_size", "batch {}"),
+                 ("lr", "lr {}"), ("seed", "seed {}"))
+
+
 def _ablation(report: dict) -> str:
-    s, vary = report["schedule"], report.get("vary", "loss")
-    return (f"Same schedule for every row: {s['arch']}, {s['input_size']} px, {s['epochs']} epochs, "
-            f"batch {s['batch_size']}, lr {s['lr']}, seed {s['seed']}; only "
-            + " and ".join(f"`--{option.replace('_', '-')}`" for option in [vary, *report.get("also_varied", [])])
-            + (" differ.\n\n" if report.get("also_varied") else " differs.\n\n")
-            + ablation_markdown(report["rows"], vary).rstrip("\n"))
+    s, vary, also = report["schedule"], report.get("vary", "loss"), report.get("also_varied", [])
+    return ("Same schedule for every row: " + ", ".join(text.format(s[key]) for key, text in SCHEDULE_TEXT if key in s)
+            + "; only " + " and ".join(f"`--{option.replace('_', '-')}`" for option in [vary, *also])
+            + (" differ.\n\n" if also else " differs.\n\n")
+            + ablation_markdown(report["rows"], vary, tuple(also)).rstrip("\n"))
 
 
 def _loader(report: dict) -> str:

@@ -54,12 +54,16 @@ def export_markdown(rows: list[dict], torch_report: dict, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ablation_markdown(rows: list[dict], vary: str = "loss") -> str:
+def ablation_markdown(rows: list[dict], vary: str = "loss", also: tuple[str, ...] = ()) -> str:
+    """The ablation table: a column for the varied option and for each option varied with it that the rows record."""
     parts = any(r.get("test_parts") for r in rows)
+    also = [key for key in also if any(key in r for r in rows)]
     lines = [f"Ranked on {', '.join(sorted({r.get('ranked_on') or OLD_RANKING for r in rows}))}.", "",
-             f"| {vary} | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | test NME % (reported, never ranked on) | "
-             + ("test parts NME % | " if parts else "") + "img/s | wall min |", "|" + "---|" * (8 + parts)]
-    lines += [f"| {r[vary]} | {r['nme']:.3f} | {r['fr10']:.2f} | {r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
+             f"| {' | '.join([vary, *also])} | NME % | FR@10 % | AUC@10 | Spearman(conf, err) | test NME % (reported, "
+             "never ranked on) | " + ("test parts NME % | " if parts else "") + "img/s | wall min |",
+             "|" + "---|" * (8 + parts + len(also))]
+    lines += [f"| {' | '.join(str(r.get(key, '')) for key in [vary, *also])} | {r['nme']:.3f} | {r['fr10']:.2f} | "
+              f"{r['auc10']:.4f} | {format_rho(r['spearman_conf_error'])} | "
               + (f"{r['test_nme']:.3f} |" if r.get("test_nme") is not None else "|")
               + (" " + ", ".join(f"{part} {nme:.3f}" for part, nme in r.get("test_parts", {}).items()) + " |" if parts else "")
               + (f" {r['train_img_per_s']:.0f} |" if r.get("train_img_per_s") else " |")
