@@ -19,6 +19,7 @@ from facelm.dataset import LandmarkCrops, LoadedSource, Source, set_loader_threa
 from facelm.errors import UserError
 from facelm.schemes import get_scheme
 from facelm.teacher.loader_bench import images_per_second
+from tests.conftest import write_300w_folder
 
 
 def _train(tiny_300w, heldout, out, *extra):
@@ -141,11 +142,39 @@ def test_a_two_stage_row_shows_the_start_and_the_epochs_it_differs_in(tmp_path):
     assert "| init | epochs | NME % |" in text and "| runs/pre/last.pt | 50 | 3.700 |" in text
 
 
+def test_the_stage_pretrains_on_the_labellers_photos_then_trains_the_sources_from_those_weights(
+        tiny_300w, tiny_heldout, tmp_path, monkeypatch):
+    """`facelm teacher --pretrain dlib`: the photos' labels feed a first run on them alone, and the second run starts
+    from its last.pt; the two share --epochs; and the stage refuses a second start point or a split it cannot make."""
+    from facelm.teacher import pseudo_label
+
+    (tmp_path / "photos").mkdir()
+    photos = write_300w_folder(tmp_path / "photos", 8, seed=5)
+    asked = []
+    monkeypatch.setattr(pseudo_label, "main", lambda a: (asked.append(a.labeller), [photos])[1])
+    argv = ["teacher", "--source", f"300w:68:{tiny_300w}", "--eval-data", str(tiny_heldout), "--test-data",
+            str(tiny_heldout), "--input-size", "64", "--batch-size", "4", "--max-steps", "1", "--workers", "0",
+            "--precision", "fp32", "--out", str(tmp_path / "runs"), "--name", "two", "--pretrain", "dlib"]
+    assert facelm([*argv, "--epochs", "3", "--pretrain-epochs", "1"]) == 0
+    first, second = sorted((tmp_path / "runs").iterdir())
+    assert asked == ["dlib"] and first.name.endswith("-two-pretrain") and second.name.endswith("-two")
+    first_args = json.loads((first / "config.json").read_text())["args"]
+    assert first_args["source"] == [f"dlib68:68:{photos}"] and first_args["eval_head"] == "dlib68"
+    assert first_args["epochs"] == 1 and first_args["steps_per_epoch"] == 78
+    second_args = json.loads((second / "config.json").read_text())["args"]
+    assert second_args["init"] == str(first / "last.pt") and second_args["epochs"] == 2
+    assert second_args["source"] == [f"300w:68:{tiny_300w}"]
+    for extra, message in ((["--epochs", "2", "--pretrain-epochs", "2"], "must be between 0 and --epochs"),
+                           (["--init", str(first / "last.pt")], "--init and --pretrain both set")):
+        with pytest.raises(UserError, match=message):
+            from facelm.teacher import stage
+
+            stage.train_in_stages(stage.get_args_parser().parse_args([*argv[1:], *extra]))
+
+
 def test_a_two_stage_release_names_the_first_stage_and_its_label_licence(tiny_300w, tiny_heldout, tmp_path):
     """`--init`: the weights hold the first stage's faces too, so the card names that run, its sources and the licence
     of its machine labels; with the first stage's folder gone the release stops in one line and writes no card."""
-    from conftest import write_300w_folder
-
     (tmp_path / "pseudo").mkdir()
     labelled = write_300w_folder(tmp_path / "pseudo", 12, seed=3)
     (labelled / "provenance.json").write_text(json.dumps({"labeller": "dlib-test", "licence": "non-commercial only"}))
