@@ -15,7 +15,7 @@ from facelm.paths import RELEASED_TEACHER
 from facelm.stage import has_training_data, run_stage, stage_args_parser
 from facelm.teacher import pseudo_label, train
 
-PRETRAIN = "none"  # the release recipe's first stage
+PRETRAIN = "none"  # the release recipe has one stage: pretraining on dlib's labels did not beat it (docs/teacher.md)
 PRETRAIN_EPOCHS = 50
 # The default sources' epoch at batch 64 (5,053 faces): the first stage's epochs are as long as the second's.
 PRETRAIN_STEPS_PER_EPOCH = 78

@@ -288,6 +288,7 @@ RENDERERS = {
     "precision-ab": ((Path("docs/results/precision_ab.json"),), _ablation),
     "wflw-head": ((Path("docs/results/wflw_head.json"),), _ablation),
     "teacher-head": ((Path("docs/results/teacher_head.json"),), _ablation),
+    "teacher-two-stage": ((Path("docs/results/teacher_two_stage.json"),), _ablation),
     "loader": ((Path("docs/results/loader.json"),), _loader),
     "export": ((Path("weights/export/export_report.json"),), _export),
     "bench": ((Path("docs/results/bench.json"),), _bench),
