@@ -52,8 +52,8 @@ def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
         elif same != schedule:
             raise UserError(f"{run}: differs from the other runs in more than --vary {' '.join(vary)} ({same} vs {schedule})")
         m = json.loads((run / "metrics.json").read_text())
-        rows.append({vary[0]: row_label(config.get(vary[0], args[vary[0]])),
-                     **{key: row_label(args.get(key)) for key in vary[1:]}, "run": shown(run.resolve()), "nme": m["nme"], "fr10": m["fr10"],
+        rows.append({**{key: row_label(config.get(key, args.get(key))) for key in vary}, "run": shown(run.resolve()),
+                     "nme": m["nme"], "fr10": m["fr10"],
                      "auc10": m["auc10"], "spearman_conf_error": m["spearman_conf_error"],
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None,
