@@ -40,7 +40,7 @@ def pretrained_weights(args: argparse.Namespace) -> Path:
     first.source, first.source_share, first.eval_head = [f"{head}:68:" + ",".join(map(str, labels))], [], head
     first.epochs, first.init = args.pretrain_epochs, None
     first.steps_per_epoch = args.steps_per_epoch or PRETRAIN_STEPS_PER_EPOCH
-    first.name = f"{args.name or f'{args.arch}-{args.loss}'}-pretrain"
+    first.name = f"{train.run_name(args)}-pretrain"
     return Path(train.main(first)["run_dir"]) / "last.pt"
 
 

@@ -153,8 +153,13 @@ def multi_head_loss(model: LandmarkNet, batch: dict, head_names: list[str], args
     return total, parts
 
 
+def run_name(args: argparse.Namespace) -> str:
+    """--name, or by default the arch and the loss."""
+    return args.name or f"{args.arch}-{args.loss}"
+
+
 def main(args: argparse.Namespace) -> dict:
-    args.name = args.name or f"{args.arch}-{args.loss}"
+    args.name = run_name(args)
     finished = auto_resume(args)
     if finished is not None:
         print(f"{finished['run_dir']}: finished already (--resume auto); nothing to do")

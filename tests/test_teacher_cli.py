@@ -19,6 +19,7 @@ from facelm.dataset import LandmarkCrops, LoadedSource, Source, set_loader_threa
 from facelm.errors import UserError
 from facelm.schemes import get_scheme
 from facelm.teacher.loader_bench import images_per_second
+from facelm.training import named_run
 from tests.conftest import write_300w_folder
 
 
@@ -156,10 +157,9 @@ def test_the_stage_pretrains_on_the_labellers_photos_then_trains_the_sources_fro
             str(tiny_heldout), "--input-size", "64", "--batch-size", "4", "--max-steps", "1", "--workers", "0",
             "--precision", "fp32", "--out", str(tmp_path / "runs"), "--name", "two", "--pretrain", "dlib"]
     assert facelm([*argv, "--epochs", "3", "--pretrain-epochs", "1"]) == 0
-    # both runs can start within one second, so their folders are told apart by name, not by sort order
-    runs = {run.name.split("-", 2)[2]: run for run in (tmp_path / "runs").iterdir()}
-    assert asked == ["dlib"] and sorted(runs) == ["two", "two-pretrain"]
-    first, second = runs["two-pretrain"], runs["two"]
+    # both runs can start within one second, so their folders are found by name, not by sort order
+    first, second = named_run(tmp_path / "runs", "two-pretrain"), named_run(tmp_path / "runs", "two")
+    assert asked == ["dlib"] and len(list((tmp_path / "runs").iterdir())) == 2 and first and second
     first_args = json.loads((first / "config.json").read_text())["args"]
     assert first_args["source"] == [f"dlib68:68:{photos}"] and first_args["eval_head"] == "dlib68"
     assert first_args["epochs"] == 1 and first_args["steps_per_epoch"] == 78
