@@ -100,10 +100,6 @@ class LandmarkNet(nn.Module):
             {name: HEADS[head](trunk.out_channels, feature_hw, k, head_channels) for name, k in heads.items()}
         )
 
-    @property
-    def head_points(self) -> dict[str, int]:
-        return {name: head.n_points for name, head in self.heads.items()}
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 
