@@ -121,7 +121,7 @@ gate-refresh: setup
 	$(FACELM) gate --models weights/export --data $(COMMON) --refresh
 
 model-stats: setup
-	$(FACELM) model-stats --time --head-type fc integral --json docs/results/model_stats.json
+	$(FACELM) model-stats --time --input-size 112 160 --head-type fc integral --json docs/results/model_stats.json
 
 peer: setup
 	$(FACELM) peer --data "$(DATA)" --json docs/results/peer.json

@@ -22,6 +22,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--vary", nargs="+", default=["loss"],
                    help="the option the runs differ in, the first naming each row; more when they go together, e.g. "
                         "--vary source source_share for a source added at a share (default: loss)")
+    p.add_argument("--earlier", nargs="+", default=[], metavar="REPORT:RUN",
+                   help="rows of runs whose folders are gone, from a report this command wrote, e.g. "
+                        "docs/results/teacher_head.json:runs/teacher/20261207-111244-abl-integral; each must share the "
+                        "runs' schedule like a run")
     p.add_argument("--name", default="ablation", help="report file name (default: ablation)")
     return p
 
@@ -40,8 +44,26 @@ def row_label(value) -> str:
     return "none" if value is None else str(value)
 
 
-def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
-    """One row per run, best first, and the schedule they share (every compared option but the varied ones)."""
+def earlier_run(spec: str) -> tuple[dict, dict, set[str]]:
+    """The options, the row and the options its report varied (whose values are row labels) of a run whose folder is
+    gone, from a report this command wrote (`REPORT:RUN`)."""
+    path, _, run = spec.partition(":")
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"--earlier {spec}: cannot read {path} ({err}); give REPORT:RUN, REPORT a facelm "
+                        "ablation-report JSON") from None
+    row = next((r for r in report.get("rows", []) if r.get("run") == run), None)
+    if row is None:
+        known = ", ".join(r.get("run", "?") for r in report.get("rows", []))
+        raise UserError(f"--earlier {spec}: {path} has no row of run {run!r}; its runs: {known or 'none'}")
+    varied = {report["vary"], *report.get("also_varied", [])}
+    return {**report["schedule"], **{key: row[key] for key in varied}}, row, varied
+
+
+def ablation_rows(runs: list[Path], vary: list[str], earlier: list[str] = ()) -> tuple[list[dict], dict]:
+    """One row per run, best first, and the schedule they share (every compared option but the varied ones); runs
+    whose folders are gone come from the report that holds their row (`earlier`: REPORT:RUN)."""
     rows, schedule = [], None
     for run in runs:
         config = json.loads((run / "config.json").read_text())
@@ -58,6 +80,15 @@ def ablation_rows(runs: list[Path], vary: list[str]) -> tuple[list[dict], dict]:
                      "train_img_per_s": m.get("train_img_per_s"), "train_wall_seconds": m["train_wall_seconds"],
                      "ranked_on": ranked_on(m), "test_nme": m["test"]["nme"] if "test" in m else None,
                      "test_parts": {part: r["nme"] for part, r in m.get("test", {}).get("parts", {}).items()}})
+    for spec in earlier:
+        options, row, labelled = earlier_run(spec)
+        differing = [key for key in schedule if (row_label(options.get(key)) != row_label(schedule[key]) if key in labelled
+                                                 else options.get(key) != schedule[key])]
+        if differing:
+            raise UserError(f"--earlier {spec}: differs from the runs in more than --vary {' '.join(vary)} "
+                            f"({', '.join(differing)})")
+        rows.append({**{key: value for key, value in row.items() if key not in labelled},
+                     **{key: row_label(options.get(key)) for key in vary}})
     return sorted(rows, key=lambda r: r["nme"]), schedule
 
 
@@ -74,7 +105,7 @@ def ranked_on(metrics: dict) -> str:
 
 def main(args: argparse.Namespace) -> list[dict]:
     runs = finished_runs(args.runs)
-    rows, schedule = ablation_rows(runs, args.vary)
+    rows, schedule = ablation_rows(runs, args.vary, args.earlier)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{args.name}.json", {"vary": args.vary[0], "also_varied": args.vary[1:], "schedule": schedule,
                                                 "rows": rows, **provenance()})

@@ -1,6 +1,8 @@
 """Model registry, multi-head outputs, partial supervision and the checkpoint contract."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -38,6 +40,18 @@ def test_model_stats_counts_params_and_macs():
     model = create_model("mobilenetv2_050", heads={"300w": 68}, input_size=112)
     assert stats["params"] == sum(p.numel() for p in model.parameters())
     assert 5 < stats["mmacs"] < 100 and stats["fp32_mb"] > stats["params"] * 4 / 1e6
+
+
+def test_model_stats_gives_each_model_at_each_input_size(tmp_path):
+    from facelm.models.stats import get_args_parser as stats_parser
+    from facelm.models.stats import main as stats_main
+
+    args = stats_parser().parse_args(["--models", "mobilenetv2_025", "--input-size", "64", "96",
+                                         "--json", str(tmp_path / "stats.json")])
+    rows = stats_main(args)
+    assert [r["input_size"] for r in rows] == [64, 96]
+    assert rows[1]["mmacs"] > rows[0]["mmacs"] * 2
+    assert json.loads((tmp_path / "stats.json").read_text())["rows"] == rows
 
 
 def test_unknown_model_is_a_user_error():

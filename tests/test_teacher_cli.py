@@ -418,3 +418,26 @@ def test_a_resume_with_other_options_or_other_data_is_refused_in_one_line(tmp_pa
         check_resume(args(epochs=30), {"sha256": "aaa"}, "other")
     with pytest.raises(UserError, match="--head-type was 'fc', now 'integral'; the training data differ"):
         check_resume(args(head_type="integral"), {"sha256": "bbb"})
+
+
+def test_a_run_whose_folder_is_gone_joins_from_its_report_only_on_the_same_schedule(tmp_path):
+    """`--earlier REPORT:RUN`: the released run's row from the head-type report beside a new run that differs in
+    input size and epochs; a row from a report whose schedule differs in anything else is refused."""
+    from facelm.teacher.ablation import ablation_rows
+
+    base = {"arch": "resnet18", "batch_size": 64, "lr": 0.002, "seed": 0, "loss": "l1", "head_type": "integral"}
+    report = {"nme": 3.6, "fr10": 0.0, "auc10": 0.6, "spearman_conf_error": -0.4, "train_wall_seconds": 60, "data": "v",
+              "test": {"nme": 3.5, "data": "c"}}
+    large = _finished_run(tmp_path / "large", base | {"input_size": 160, "epochs": 60}, report)
+    old_schedule = {k: v for k, v in base.items() if k != "head_type"} | {"input_size": 112, "epochs": 100}
+    old_rows = [{"head_type": "integral", "run": "runs/t/integral", "nme": 3.7, "test_nme": 3.585},
+                {"head_type": "fc", "run": "runs/t/fc", "nme": 3.755, "test_nme": 3.64}]
+    old = tmp_path / "teacher_head.json"
+    old.write_text(json.dumps({"vary": "head_type", "also_varied": [], "schedule": old_schedule, "rows": old_rows}))
+    rows, _ = ablation_rows([large], ["input_size", "epochs"], [f"{old}:runs/t/integral"])
+    assert [(r["input_size"], r["epochs"], r["nme"]) for r in rows] == [("160", "60", 3.6), ("112", "100", 3.7)]
+    assert rows[1]["run"] == "runs/t/integral" and "head_type" not in rows[1]
+    with pytest.raises(UserError, match="more than --vary input_size epochs \\(head_type\\)"):
+        ablation_rows([large], ["input_size", "epochs"], [f"{old}:runs/t/fc"])
+    with pytest.raises(UserError, match="has no row of run 'runs/t/gone'"):
+        ablation_rows([large], ["input_size", "epochs"], [f"{old}:runs/t/gone"])

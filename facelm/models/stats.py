@@ -57,7 +57,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("facelm model-stats", add_help=add_help)
     p.add_argument("--models", nargs="+", default=list_models(), help="models (default: all registered)")
     p.add_argument("--points", type=int, default=68, help="points of the shipped head (default: 68)")
-    p.add_argument("--input-size", type=int, default=112, help="input size (default: 112)")
+    p.add_argument("--input-size", type=int, nargs="+", default=[112],
+                   help="input size(s), each model at each (default: 112)")
     p.add_argument("--head-type", nargs="+", default=["fc"], choices=list(HEADS),
                    help="landmark head(s) to count, each model with each (default: fc)")
     p.add_argument("--time", action="store_true", help="also time PyTorch eager at batch 1 on one thread (p50/p90/min ms)")
@@ -66,16 +67,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    rows = [model_stats(name, {"head": args.points}, args.input_size, head_type)
-            for name in args.models for head_type in args.head_type]
+    rows = [model_stats(name, {"head": args.points}, size, head_type)
+            for size in args.input_size for name in args.models for head_type in args.head_type]
     if args.time:
-        rows = [{**r, **eager_latency_ms(r["model"], {"head": args.points}, args.input_size, r["head_type"])}
+        rows = [{**r, **eager_latency_ms(r["model"], {"head": args.points}, r["input_size"], r["head_type"])}
                 for r in rows]
-    print("| model | head | params | MMACs | fp32 MB |" + (" eager p50 ms | p90 ms | min ms |" if args.time else ""))
-    print("|---|---|---|---|---|" + ("---|---|---|" if args.time else ""))
+    print("| model | px | head | params | MMACs | fp32 MB |" + (" eager p50 ms | p90 ms | min ms |" if args.time else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|---|" if args.time else ""))
     for r in rows:
         timing = f" {r['eager_p50_ms']:.3f} | {r['eager_p90_ms']:.3f} | {r['eager_min_ms']:.3f} |" if args.time else ""
-        print(f"| {r['model']} | {r['head_type']} | {r['params'] / 1e6:.3f} M | {r['mmacs']:.1f} | {r['fp32_mb']:.2f} |{timing}")
+        print(f"| {r['model']} | {r['input_size']} | {r['head_type']} | {r['params'] / 1e6:.3f} M | {r['mmacs']:.1f} | {r['fp32_mb']:.2f} |{timing}")
     if args.json:
         write_json(args.json, {"rows": rows})
     return rows
