@@ -78,7 +78,7 @@ all: estimate teacher student export
 endif
 
 estimate:
-	@echo "make all: the release recipes. Estimated time on a 2-core CPU: teacher about 3 h, student"
+	@echo "make all: the release recipes. Estimated time on a 2-core CPU: teacher about 2 h, student"
 	@echo "about 3 h (their release recipes are the commands' defaults), export a few minutes (wall times of the released runs: weights/*.md)."
 	@echo "A short run of every stage instead: make all PROFILE=quick DATA=..."
 

@@ -56,7 +56,7 @@ from facelm.training import (
 )
 
 # the release recipe, over the shared training defaults
-RECIPE = {"epochs": 100, "head_type": "integral"}
+RECIPE = {"epochs": 60, "head_type": "integral", "input_size": 160}
 DEFAULT_SOURCE_SHARE = ["300w=0.8"]  # how the release recipe draws its default sources
 
 

@@ -289,6 +289,7 @@ RENDERERS = {
     "wflw-head": ((Path("docs/results/wflw_head.json"),), _ablation),
     "teacher-head": ((Path("docs/results/teacher_head.json"),), _ablation),
     "teacher-two-stage": ((Path("docs/results/teacher_two_stage.json"),), _ablation),
+    "teacher-input-size": ((Path("docs/results/teacher_input_size.json"),), _ablation),
     "loader": ((Path("docs/results/loader.json"),), _loader),
     "export": ((Path("weights/export/export_report.json"),), _export),
     "bench": ((Path("docs/results/bench.json"),), _bench),
